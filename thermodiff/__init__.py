@@ -1,0 +1,27 @@
+"""thermodiff: the statistical thermodynamics of generative diffusion models, in JAX.
+
+Conventions (SPEC section 1): temperature T is the VE-equivalent noise variance,
+x = y + sqrt(T) z. Every function acts on one state; batch with jax.vmap.
+"""
+
+from ._ensembles._base import AbstractEnsemble as AbstractEnsemble
+from ._ensembles._diffused import Diffused as Diffused
+from ._ensembles._finite import FiniteDataset as FiniteDataset
+from ._ensembles._mixture import Gaussian as Gaussian, GaussianMixture as GaussianMixture
+from ._ensembles._two_deltas import TwoDeltas as TwoDeltas
+from ._schedules import (
+    AbstractSchedule as AbstractSchedule,
+    Cosine as Cosine,
+    DDPM as DDPM,
+    OU as OU,
+    VE as VE,
+    VP as VP,
+)
+from ._thermo import (
+    entropy as entropy,
+    free_energy as free_energy,
+    heat_capacity as heat_capacity,
+    internal_energy as internal_energy,
+)
+
+__version__ = "0.1.0"

@@ -1,0 +1,133 @@
+"""The abstract exact ensemble (SPEC sections 2 and 3).
+
+An ensemble is a law phi(y) of clean data y in R^d. Diffusing it at temperature T (the
+VE-equivalent noise variance, SPEC section 1) gives the Boltzmann posterior
+
+    p_T(y | x) = phi(y) exp(-|x - y|^2 / (2T)) / Z_T(x),
+    Z_T(x) = E_phi[exp((x.y - |y|^2/2) / T)],
+
+and every posterior quantity follows from the Landau free energy
+Phi_T(x) = |x|^2/2 - T log Z_T(x) (SPEC section 2):
+
+- denoiser / magnetization  m_T(x) = E[y | x] = x - grad Phi_T(x)   (Tweedie),
+- score                     grad log p_T(x) = (m_T(x) - x) / T = -grad Phi_T(x) / T,
+- posterior covariance      Cov[y | x] = T dm/dx = T (I - hess Phi_T(x))  (fluctuation-dissipation),
+- noisy marginal            log p_T(x) = -(d/2) log(2 pi T) - Phi_T(x) / T.
+
+Concrete ensembles implement ``landau`` in a numerically stable form (it stays O(|x - y|^2),
+where log Z_T itself grows like |x|^2 / T) and override the derivatives with closed forms when
+they have them; the generic versions here are exact autodiff of ``landau``.
+
+Everything acts on one state x of shape (d,) and one scalar T; batch with ``jax.vmap``.
+Ensembles are ``eqx.Module`` pytrees, so they can be differentiated and vmapped over their own
+parameters (construct them inside the vmapped function).
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._custom_types import Array, Key, Matrix, RealScalarLike, Scalar, Vector
+from .._validate import check_state, check_temperature
+
+
+class AbstractEnsemble(eqx.Module):
+    """A data law phi(y) on R^d with exact posterior statistics under Gaussian noise.
+
+    Subclasses implement ``dim``, ``landau``, ``sample``, ``mean`` and ``covariance``; they may
+    override ``denoiser``, ``posterior_cov`` and ``log_partition`` with closed forms.
+    """
+
+    @property
+    @abc.abstractmethod
+    def dim(self) -> int:
+        """Dimension d of the data space."""
+
+    # ------------------------------------------------------------------ primitives
+    @abc.abstractmethod
+    def landau(self, x: Vector, T: RealScalarLike) -> Scalar:
+        """Landau free energy Phi_T(x) = |x|^2/2 - T log Z_T(x) (SPEC section 2)."""
+
+    @abc.abstractmethod
+    def sample(self, key: Key, n: int) -> Array:
+        """``n`` i.i.d. clean samples y ~ phi, shape (n, d)."""
+
+    @abc.abstractmethod
+    def mean(self) -> Vector:
+        """Exact data mean E_phi[y]."""
+
+    @abc.abstractmethod
+    def covariance(self) -> Matrix:
+        """Exact data covariance Cov_phi[y], shape (d, d)."""
+
+    # ------------------------------------------------------------------ derived
+    def log_partition(self, x: Vector, T: RealScalarLike) -> Scalar:
+        """log Z_T(x) = log E_phi[exp((x.y - |y|^2/2)/T)] (SPEC section 2)."""
+        self._check(x, T)
+        return (0.5 * jnp.sum(x * x) - self.landau(x, T)) / T
+
+    def log_density(self, x: Vector, T: RealScalarLike) -> Scalar:
+        """log p_T(x) of the VE-noised state x = y + sqrt(T) z (SPEC section 2)."""
+        self._check(x, T)
+        return -0.5 * self.dim * jnp.log(2 * math.pi * T) - self.landau(x, T) / T
+
+    def denoiser(self, x: Vector, T: RealScalarLike) -> Vector:
+        """Optimal denoiser = magnetization m_T(x) = E[y | x] = x - grad Phi_T(x) (SPEC section 2)."""
+        self._check(x, T)
+        return x - jax.grad(self.landau)(x, T)
+
+    def score(self, x: Vector, T: RealScalarLike) -> Vector:
+        """Score grad_x log p_T(x) = (m_T(x) - x)/T (SPEC section 2)."""
+        self._check(x, T)
+        return (self.denoiser(x, T) - x) / T
+
+    def posterior_cov(self, x: Vector, T: RealScalarLike) -> Matrix:
+        """Posterior covariance Cov[y | x] = T dm_T/dx (fluctuation-dissipation, SPEC section 2)."""
+        self._check(x, T)
+        return T * jax.jacfwd(self.denoiser)(x, T)
+
+    def energy_moments(self, x: Vector, T: RealScalarLike) -> tuple[Scalar, Scalar]:
+        """Posterior mean and variance of the microstate energy E(y) = |y|^2/2 - x.y.
+
+        These are the internal energy U = <E> and the heat-capacity fluctuation
+        Var[E] = T^2 C (SPEC section 2). Generic version: U = T^2 d(log Z)/dT and
+        Var[E] = T^2 dU/dT by autodiff; ensembles with explicit posteriors override it.
+        """
+        self._check(x, T)
+        T = jnp.asarray(T, dtype=jnp.result_type(x.dtype, float))
+
+        def U(T_):
+            return T_**2 * jax.grad(self.log_partition, argnums=1)(x, T_)
+
+        u, du = jax.jvp(U, (T,), (jnp.ones_like(T),))
+        return u, T**2 * du
+
+    # ------------------------------------------------------------------ helpers
+    def _check(self, x, T) -> None:
+        check_state(x, self.dim)
+        check_temperature(T)
+
+
+def as_float_array(name: str, value, *, ndim: int | None = None) -> Array:
+    """``value`` as a floating JAX array; a clear error for non-numeric input or wrong rank."""
+    if isinstance(value, jax.core.Tracer):
+        arr = value
+    else:
+        np_arr = np.asarray(value)
+        if not (np.issubdtype(np_arr.dtype, np.number) or np_arr.dtype == np.bool_):
+            raise TypeError(f"{name} must be a numeric array, got dtype {np_arr.dtype}")
+        arr = jnp.asarray(value)
+    if not jnp.issubdtype(arr.dtype, jnp.floating):
+        arr = arr.astype(jnp.result_type(float))
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array, got shape {arr.shape}")
+    return arr
+
+
+__all__ = ["AbstractEnsemble", "as_float_array"]
