@@ -41,14 +41,15 @@ class Diffused(eqx.Module):
     def _check(self, x, t):
         check_state(x, self.ensemble.dim)
         tc = concrete(t)
-        if tc is not None:
-            lo, hi = float(concrete(self.schedule.t_min)), float(concrete(self.schedule.t_max))
-            temp = concrete(self.schedule.temperature(t))
-            if not ((tc >= lo).all() and (tc <= hi).all() and (temp > 0).all()):
-                raise ValueError(
-                    f"t must lie in [{lo}, {hi}] with T(t) > 0 for this "
-                    f"{type(self.schedule).__name__} schedule, got {tc!r}"
-                )
+        lo, hi = concrete(self.schedule.t_min), concrete(self.schedule.t_max)
+        if tc is None or lo is None or hi is None:
+            return  # traced: cannot be known before tracing
+        temp = concrete(self.schedule.temperature(t))
+        if not ((tc >= lo).all() and (tc <= hi).all() and (temp is None or (temp > 0).all())):
+            raise ValueError(
+                f"t must lie in [{float(lo)}, {float(hi)}] with T(t) > 0 for this "
+                f"{type(self.schedule).__name__} schedule, got {tc!r}"
+            )
 
     def temperature(self, t: RealScalarLike) -> Scalar:
         """T(t), the VE-equivalent temperature of diffusion time t."""

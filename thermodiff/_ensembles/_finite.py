@@ -128,8 +128,13 @@ class FiniteDataset(AbstractEnsemble):
         acc, _ = jax.lax.scan(body, init, (self.chunks, self.chunk_log_weights))
         return acc
 
+    @eqx.filter_jit
     def _first_moments(self, x: Vector, T, with_energy: bool):
-        """One online log-sum-exp pass: (log Z, E[y|x], E[E|x] or None)."""
+        """One online log-sum-exp pass: (log Z, E[y|x], E[E|x] or None).
+
+        Jitted (T must be an array, not a Python float, to share one compilation across
+        temperatures) so that eager calls reuse a compiled scan instead of retracing it.
+        """
 
         def stats(pts, logw):
             logits, xy, half_sq = _chunk_logits(pts, logw, x, T)
@@ -169,17 +174,17 @@ class FiniteDataset(AbstractEnsemble):
     def log_partition(self, x: Vector, T: RealScalarLike) -> Scalar:
         """log Z_T(x) = logsumexp_n(log pi_n + (x.y_n - |y_n|^2/2)/T) (SPEC section 3.2)."""
         self._check(x, T)
-        return self._first_moments(x, T, False)[0]
+        return self._first_moments(x, jnp.asarray(T), False)[0]
 
     def landau(self, x: Vector, T: RealScalarLike) -> Scalar:
         """Phi_T(x) = |x|^2/2 - T log Z_T(x): the modern Hopfield energy (SPEC sections 2, 8)."""
         self._check(x, T)
-        return 0.5 * jnp.sum(x * x) - T * self._first_moments(x, T, False)[0]
+        return 0.5 * jnp.sum(x * x) - T * self._first_moments(x, jnp.asarray(T), False)[0]
 
     def denoiser(self, x: Vector, T: RealScalarLike) -> Vector:
         """m_T(x) = sum_n w_n y_n, the Hopfield retrieval update (SPEC sections 3.2, 8)."""
         self._check(x, T)
-        return self._first_moments(x, T, False)[1]
+        return self._first_moments(x, jnp.asarray(T), False)[1]
 
     def posterior_weights(self, x: Vector, T: RealScalarLike) -> Array:
         """The posterior w_n(x, T) over the N training points, shape (N,) (dense: O(N) memory)."""
@@ -192,6 +197,10 @@ class FiniteDataset(AbstractEnsemble):
     def posterior_cov(self, x: Vector, T: RealScalarLike) -> Matrix:
         """Cov[y|x] = sum_n w_n (y_n - m)(y_n - m)^T, two streaming passes (SPEC section 3.2)."""
         self._check(x, T)
+        return self._posterior_cov(x, jnp.asarray(T))
+
+    @eqx.filter_jit
+    def _posterior_cov(self, x, T):
         lse, m, _ = self._first_moments(x, T, False)
 
         def second(pts, logw):
@@ -205,6 +214,10 @@ class FiniteDataset(AbstractEnsemble):
     def energy_moments(self, x: Vector, T: RealScalarLike) -> tuple[Scalar, Scalar]:
         """<E> and Var[E] of E(y) = |y|^2/2 - x.y under the posterior (SPEC section 2)."""
         self._check(x, T)
+        return self._energy_moments(x, jnp.asarray(T))
+
+    @eqx.filter_jit
+    def _energy_moments(self, x, T):
         lse, _, mean_e = self._first_moments(x, T, True)
 
         def second(pts, logw):
