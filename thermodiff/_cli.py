@@ -1,0 +1,216 @@
+"""The ``thermodiff`` command line.
+
+``thermodiff landscape``: the Landau free-energy landscape Phi_T(x) (SPEC section 2) of an
+ensemble along its principal axis, at temperatures around its critical scale, with the
+thermodynamics at the data mean; writes ``landscape.png`` and ``landscape.json``.
+
+Bad input gives one line on stderr and exit status 2; outputs are written atomically, and only
+after every number has been computed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ENSEMBLES = ("two-deltas", "mixture", "gaussian", "hypersphere", "curie-weiss", "finite")
+
+
+class UsageError(ValueError):
+    pass
+
+
+def _floats(text: str, name: str) -> list[float]:
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{name} must be a comma-separated list of numbers, got {text!r}") from None
+    if not vals:
+        raise UsageError(f"{name} must not be empty")
+    return vals
+
+
+def load_array(path: str) -> np.ndarray:
+    """A 2-D numeric array (N, d) from .npy or .npz (key 'data', 'points', 'X' or the only array)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"--data: cannot read {path!r}: no such file")
+    try:
+        obj = np.load(p, allow_pickle=False)
+    except Exception as err:  # unreadable, not numpy, pickled objects
+        raise UsageError(f"--data: cannot read {path!r} as .npy/.npz ({type(err).__name__})") from None
+    if isinstance(obj, np.lib.npyio.NpzFile):
+        keys = list(obj.keys())
+        key = next((k for k in ("data", "points", "X") if k in keys), keys[0] if len(keys) == 1 else None)
+        if key is None:
+            raise UsageError(f"--data: {path!r} holds arrays {keys}; name one 'data', 'points' or 'X'")
+        obj = obj[key]
+    arr = np.asarray(obj)
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise UsageError(f"--data: the array must be real numeric, got dtype {arr.dtype}")
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim > 2:
+        arr = arr.reshape(arr.shape[0], -1)
+    if arr.ndim != 2:
+        raise UsageError(f"--data: expected an array of shape (N, d), got shape {arr.shape}")
+    if arr.shape[0] < 2:
+        raise UsageError(f"--data: need at least 2 points, got {arr.shape[0]}")
+    if not np.all(np.isfinite(arr)):
+        raise UsageError("--data: the array contains NaN or inf")
+    return arr.astype(np.float64)
+
+
+def build_ensemble(args):
+    import jax.numpy as jnp
+
+    import thermodiff as td
+
+    name = args.ensemble
+    if name == "two-deltas":
+        return td.TwoDeltas(jnp.asarray(_floats(args.mu, "--mu")))
+    if name == "mixture":
+        mu = jnp.asarray(_floats(args.mu, "--mu"))
+        return td.GaussianMixture(jnp.stack([mu, -mu]), args.variance)
+    if name == "gaussian":
+        return td.Gaussian(jnp.asarray(_floats(args.mu, "--mu")), args.variance)
+    if name == "hypersphere":
+        return td.Hypersphere(args.radius, args.dim)
+    if name == "curie-weiss":
+        return td.CurieWeiss(args.n_spins, args.data_temperature, args.coupling)
+    if name == "finite":
+        if args.data is None:
+            raise UsageError("--ensemble finite needs --data FILE.npy|FILE.npz")
+        return td.FiniteDataset(jnp.asarray(load_array(args.data)))
+    raise UsageError(f"--ensemble must be one of {', '.join(ENSEMBLES)}, got {name!r}")
+
+
+def landscape(args) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    import thermodiff as td
+
+    jax.config.update("jax_enable_x64", True)
+    ens = build_ensemble(args)
+    mean = np.asarray(ens.mean())
+    cov = np.asarray(ens.covariance())
+    evals, evecs = np.linalg.eigh(cov)
+    lam, v = float(evals[-1]), evecs[:, -1]
+    if args.temperatures:
+        temps = _floats(args.temperatures, "--temperatures")
+        if min(temps) <= 0 or not all(math.isfinite(t) for t in temps):
+            raise UsageError("--temperatures must be finite and > 0 (VE-equivalent noise variances)")
+    else:
+        scale = lam if lam > 0 else 1.0
+        temps = [scale * f for f in (2.0, 1.25, 1.0, 0.75, 0.5, 0.25)]
+    half = 2.0 * math.sqrt(max(lam, 1e-12)) + 1.0
+    s = np.linspace(-half, half, args.points)
+    xs = jnp.asarray(mean[None, :] + s[:, None] * v[None, :])
+    x0 = jnp.asarray(mean)
+    v_j = jnp.asarray(v)
+
+    @jax.jit
+    def at_temperature(T):
+        phi = jax.vmap(lambda x: ens.landau(x, T))(xs) - ens.landau(x0, T)
+        cov0 = ens.posterior_cov(x0, T)
+        return dict(
+            phi=phi,
+            curvature=1.0 - (v_j @ cov0 @ v_j) / T,
+            chi0=jnp.max(jnp.linalg.eigvalsh(cov0)) / T,
+            F=td.free_energy(ens, T, x0), S=td.entropy(ens, T, x0), C=td.heat_capacity(ens, T, x0),
+        )
+
+    rows = []
+    for T in temps:
+        out = {k: np.asarray(val) for k, val in at_temperature(jnp.asarray(T)).items()}
+        phi = out["phi"]
+        interior = np.where((phi[1:-1] < phi[:-2]) & (phi[1:-1] <= phi[2:]))[0] + 1
+        rows.append(dict(
+            T=T, phi=phi.tolist(), minima=[float(s[i]) for i in interior],
+            curvature_at_mean=float(out["curvature"]), bare_susceptibility_at_mean=float(out["chi0"]),
+            free_energy_at_mean=float(out["F"]), entropy_at_mean=float(out["S"]),
+            heat_capacity_at_mean=float(out["C"]),
+        ))
+    for r in rows:
+        if not all(math.isfinite(val) for val in r["phi"]):
+            raise RuntimeError(f"non-finite free energy at T={r['T']}")
+    return dict(
+        ensemble=args.ensemble, dim=int(ens.dim), convention="T = VE-equivalent noise variance (SPEC 1)",
+        top_covariance_eigenvalue=lam, axis=v.tolist(), s=s.tolist(), temperatures=rows,
+    )
+
+
+def plot_landscape(result) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ._io import figure_bytes
+
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
+    cmap = plt.get_cmap("coolwarm")
+    rows = result["temperatures"]
+    for i, r in enumerate(rows):
+        ax.plot(result["s"], r["phi"], color=cmap(i / max(1, len(rows) - 1)), label=f"T = {r['T']:.3g}")
+    ax.set_xlabel("position along the principal axis")
+    ax.set_ylabel(r"$\Phi_T(x) - \Phi_T(\bar y)$")
+    ax.set_title(f"Landau free energy, {result['ensemble']} (d = {result['dim']})")
+    ax.legend(fontsize=8)
+    T = [r["T"] for r in rows]
+    bx.plot(T, [r["curvature_at_mean"] for r in rows], "o-", label=r"curvature $1 - v^\top C v / T$")
+    bx.axhline(0, color="k", lw=0.6)
+    bx.set_xlabel("T")
+    bx.set_title("Landau curvature at the data mean (< 0: double well)")
+    bx.legend(fontsize=8)
+    data = figure_bytes(fig)
+    plt.close(fig)
+    return data
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="thermodiff", description="Thermodynamics of generative diffusion.")
+    sub = p.add_subparsers(dest="command", required=True)
+    q = sub.add_parser("landscape", help="free-energy landscapes Phi_T(x) of an ensemble across T")
+    q.add_argument("--ensemble", default="two-deltas", help=f"one of {', '.join(ENSEMBLES)}")
+    q.add_argument("--mu", default="1.0", help="two-deltas/mixture/gaussian: mean vector, comma-separated")
+    q.add_argument("--variance", type=float, default=0.25, help="mixture/gaussian component variance")
+    q.add_argument("--radius", type=float, default=1.0, help="hypersphere radius")
+    q.add_argument("--dim", type=int, default=3, help="hypersphere ambient dimension")
+    q.add_argument("--n-spins", type=int, default=20, help="curie-weiss number of spins")
+    q.add_argument("--data-temperature", type=float, default=2.0, help="curie-weiss data temperature")
+    q.add_argument("--coupling", type=float, default=1.0, help="curie-weiss coupling J")
+    q.add_argument("--data", default=None, help="finite: a .npy/.npz array of shape (N, d)")
+    q.add_argument("--temperatures", default=None, help="comma-separated temperatures (default: around the top covariance eigenvalue)")
+    q.add_argument("--points", type=int, default=401, help="grid points along the axis")
+    q.add_argument("--out", default="thermodiff-out", help="output folder")
+    return p
+
+
+def main(argv=None) -> int:
+    args = make_parser().parse_args(argv)
+    from ._io import json_bytes, write_atomic
+
+    try:
+        if args.points < 3:
+            raise UsageError("--points must be an integer >= 3")
+        result = landscape(args)
+        png = plot_landscape(result)
+        out = Path(args.out)
+        write_atomic(out / "landscape.json", json_bytes(result))
+        write_atomic(out / "landscape.png", png)
+    except (ValueError, TypeError) as err:
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"thermodiff: error: {msg}", file=sys.stderr)
+        return 2
+    print(f"wrote {out / 'landscape.png'} and {out / 'landscape.json'}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
