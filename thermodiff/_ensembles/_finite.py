@@ -84,7 +84,13 @@ class FiniteDataset(AbstractEnsemble):
         chunk = n if n_chunks == 1 else chunk_size
         pad = n_chunks * chunk - n
         if pad:
-            points = jnp.concatenate([points, jnp.zeros((pad, d), points.dtype)])
+            raw = concrete(points)
+            if raw is not None:  # pad on the host: one device copy of the dataset, not three
+                padded = np.zeros((n + pad, d), raw.dtype)
+                padded[:n] = raw
+                points = jnp.asarray(padded)
+            else:
+                points = jnp.concatenate([points, jnp.zeros((pad, d), points.dtype)])
             logw = jnp.concatenate([logw, jnp.full((pad,), _NEG, logw.dtype)])
         self.chunks = points.reshape(n_chunks, chunk, d)
         self.chunk_log_weights = logw.reshape(n_chunks, chunk)
