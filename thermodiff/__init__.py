@@ -5,6 +5,7 @@ x = y + sqrt(T) z. Every function acts on one state; batch with jax.vmap.
 """
 
 from ._ensembles._base import AbstractEnsemble as AbstractEnsemble
+from ._ensembles._curie_weiss import CurieWeiss as CurieWeiss
 from ._ensembles._diffused import Diffused as Diffused
 from ._ensembles._finite import FiniteDataset as FiniteDataset
 from ._ensembles._mixture import Gaussian as Gaussian, GaussianMixture as GaussianMixture
