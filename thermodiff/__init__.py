@@ -8,6 +8,7 @@ from ._ensembles._base import AbstractEnsemble as AbstractEnsemble
 from ._ensembles._curie_weiss import CurieWeiss as CurieWeiss
 from ._ensembles._diffused import Diffused as Diffused
 from ._ensembles._finite import FiniteDataset as FiniteDataset
+from ._ensembles._hypersphere import Hypersphere as Hypersphere
 from ._ensembles._mixture import Gaussian as Gaussian, GaussianMixture as GaussianMixture
 from ._ensembles._two_deltas import TwoDeltas as TwoDeltas
 from ._schedules import (
