@@ -11,6 +11,16 @@ from ._ensembles._finite import FiniteDataset as FiniteDataset
 from ._ensembles._hypersphere import Hypersphere as Hypersphere
 from ._ensembles._mixture import Gaussian as Gaussian, GaussianMixture as GaussianMixture
 from ._ensembles._two_deltas import TwoDeltas as TwoDeltas
+from ._meanfield import (
+    critical_exponents as critical_exponents,
+    critical_temperature as critical_temperature,
+    Exponent as Exponent,
+    fixed_point as fixed_point,
+    landau_coefficients as landau_coefficients,
+    order_parameter as order_parameter,
+    principal_axis as principal_axis,
+    susceptibility as susceptibility,
+)
 from ._schedules import (
     AbstractSchedule as AbstractSchedule,
     Cosine as Cosine,

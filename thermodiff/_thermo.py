@@ -9,8 +9,10 @@ F taken with ``jax.grad`` through the ensemble's ``log_partition``/``landau``:
     U = F + T S = E[|x - y|^2/2 | x],
     C = -T d^2F/dT^2 = Var[E | x]/T^2                       (>= 0, fluctuation identity).
 
-With x = x*(T), the fixed point of the generative dynamics, these are the equilibrium
-quantities of SPEC section 2 (mean-field layer).
+Without x, every function works on the **equilibrium branch**: F(T) = Phi_T(x*(T)) with x*(T)
+the stable fixed point of the generative dynamics (``fixed_point`` from the start ``x0``, by
+default the broken-symmetry start of ``order_parameter``), differentiated through the implicit
+fixed point. Two deltas: C = 0 above T_c = 1 and C -> 3/2 just below (SPEC sections 2 and 4).
 """
 
 from __future__ import annotations
@@ -20,45 +22,65 @@ import jax.numpy as jnp
 
 from ._custom_types import RealScalarLike, Scalar, Vector
 from ._ensembles._base import AbstractEnsemble
+from ._meanfield import _broken_start, _dtype, _fixed_point
 from ._validate import check_state, check_temperature
 
 
-def _prepare(ensemble, T, x):
+def _prepare(ensemble, T, x, x0):
     if not isinstance(ensemble, AbstractEnsemble):
         raise TypeError(f"ensemble must be an AbstractEnsemble, got {type(ensemble).__name__}")
     check_temperature(T)
-    x = jnp.asarray(x)
-    check_state(x, ensemble.dim)
-    T = jnp.asarray(T, dtype=jnp.result_type(x.dtype, float))
-    return T, x
+    dtype = _dtype(ensemble)
+    if x is not None:
+        x = jnp.asarray(x)
+        check_state(x, ensemble.dim)
+        dtype = jnp.result_type(dtype, x.dtype)
+        if x0 is not None:
+            raise ValueError("give either a state x (fixed-state thermodynamics) or x0 (branch start), not both")
+    elif x0 is not None:
+        x0 = jnp.asarray(x0, dtype)
+        check_state(x0, ensemble.dim, "x0")
+    else:
+        x0 = _broken_start(ensemble)[0].astype(dtype)
+    T = jnp.asarray(T, dtype=dtype)
+
+    def F(T_):
+        if x is not None:
+            return ensemble.landau(x, T_)
+        xs = _fixed_point(ensemble, T_, x0, jnp.zeros(ensemble.dim, dtype), 200)
+        return ensemble.landau(xs, T_)
+
+    return T, F
 
 
-def free_energy(ensemble: AbstractEnsemble, T: RealScalarLike, x: Vector) -> Scalar:
-    """F(T) = Phi_T(x) = |x|^2/2 - T log Z_T(x) at the state x (SPEC section 2).
+def free_energy(ensemble: AbstractEnsemble, T: RealScalarLike, x: Vector | None = None, *, x0=None) -> Scalar:
+    """F(T) = Phi_T(x) = |x|^2/2 - T log Z_T(x) at the state x, or Phi_T(x*(T)) on the
+    equilibrium branch when x is None (SPEC section 2).
 
-    **Arguments:** ``ensemble``; ``T`` > 0 (VE-equivalent noise variance); ``x`` of shape (d,).
+    **Arguments:** ``ensemble``; ``T`` > 0 (VE-equivalent noise variance); ``x`` of shape (d,)
+    or None; ``x0``: start of the branch when x is None (default: the broken-symmetry start).
     **Returns:** a scalar.
     """
-    T, x = _prepare(ensemble, T, x)
-    return ensemble.landau(x, T)
+    T, F = _prepare(ensemble, T, x, x0)
+    return F(T)
 
 
-def entropy(ensemble: AbstractEnsemble, T: RealScalarLike, x: Vector) -> Scalar:
-    """S(T) = -dF/dT at fixed x, by ``jax.grad`` (SPEC section 2); equals -KL(posterior || phi)."""
-    T, x = _prepare(ensemble, T, x)
-    return -jax.grad(ensemble.landau, argnums=1)(x, T)
+def entropy(ensemble: AbstractEnsemble, T: RealScalarLike, x: Vector | None = None, *, x0=None) -> Scalar:
+    """S(T) = -dF/dT by ``jax.grad`` (SPEC section 2); at fixed x it equals -KL(posterior || phi)."""
+    T, F = _prepare(ensemble, T, x, x0)
+    return -jax.grad(F)(T)
 
 
-def internal_energy(ensemble: AbstractEnsemble, T: RealScalarLike, x: Vector) -> Scalar:
-    """U(T) = F + T S = E[|x - y|^2/2 | x] at fixed x (SPEC section 2)."""
-    T, x = _prepare(ensemble, T, x)
-    F, dF = jax.value_and_grad(ensemble.landau, argnums=1)(x, T)
-    return F - T * dF
+def internal_energy(ensemble: AbstractEnsemble, T: RealScalarLike, x: Vector | None = None, *, x0=None) -> Scalar:
+    """U(T) = F + T S; at fixed x it is E[|x - y|^2/2 | x] (SPEC section 2)."""
+    T, F = _prepare(ensemble, T, x, x0)
+    f, df = jax.value_and_grad(F)(T)
+    return f - T * df
 
 
-def heat_capacity(ensemble: AbstractEnsemble, T: RealScalarLike, x: Vector) -> Scalar:
-    """C(T) = -T d^2F/dT^2 = dU/dT at fixed x, forward-over-reverse autodiff (SPEC section 2)."""
-    T, x = _prepare(ensemble, T, x)
-    dF = jax.grad(ensemble.landau, argnums=1)
-    _, d2F = jax.jvp(lambda T_: dF(x, T_), (T,), (jnp.ones_like(T),))
+def heat_capacity(ensemble: AbstractEnsemble, T: RealScalarLike, x: Vector | None = None, *, x0=None) -> Scalar:
+    """C(T) = -T d^2F/dT^2, forward-over-reverse autodiff (SPEC section 2); at fixed x it equals
+    Var[E|x]/T^2; on the equilibrium branch (x None) it shows the mean-field jump at T_c."""
+    T, F = _prepare(ensemble, T, x, x0)
+    _, d2F = jax.jvp(jax.grad(F), (T,), (jnp.ones_like(T),))
     return -T * d2F
