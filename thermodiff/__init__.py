@@ -4,6 +4,7 @@ Conventions (SPEC section 1): temperature T is the VE-equivalent noise variance,
 x = y + sqrt(T) z. Every function acts on one state; batch with jax.vmap.
 """
 
+from ._bath import BathMoments as BathMoments, BathTrajectory as BathTrajectory, GenerativeBath as GenerativeBath
 from ._ensembles._base import AbstractEnsemble as AbstractEnsemble
 from ._ensembles._curie_weiss import CurieWeiss as CurieWeiss
 from ._ensembles._diffused import Diffused as Diffused
