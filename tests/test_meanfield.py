@@ -203,3 +203,27 @@ def test_bad_input():
         td.landau_coefficients(TWO, 0.5, order=1)
     with pytest.raises(ValueError, match="T"):
         td.heat_capacity(TWO, -1.0)
+
+
+def test_highest_instability_of_the_symmetric_point_is_found():
+    """4 random points and their negatives (d = 3): x* = 0 is unstable on about (1.2, 2.147) and
+    again below; a coarse bracket would land on the lower crossing. The walk finds the upper."""
+    rng = np.random.default_rng(3)
+    p = rng.normal(size=(4, 3))
+    ds = td.FiniteDataset(jnp.asarray(np.concatenate([p, -p])))
+    tc = float(td.critical_temperature(ds))
+    assert tc == pytest.approx(2.14664, rel=1e-5)
+    # check directly: lambda_max(Cov[y|0])/T - 1 changes sign there and is negative above
+    g = lambda T: float(jnp.linalg.eigvalsh(ds.posterior_cov(jnp.zeros(3), T))[-1] / T - 1)  # noqa: E731
+    assert g(tc * (1 - 1e-6)) > 0 > g(tc * (1 + 1e-6))
+    assert all(g(T) < 0 for T in np.geomspace(tc * 1.001, 50.0, 40))
+
+
+def test_asymmetric_data_need_the_first_split_criterion():
+    rng = np.random.default_rng(0)
+    ds = td.FiniteDataset(jnp.asarray(rng.normal(size=(30, 2)) * np.array([2.0, 0.7]) + 0.5))
+    with pytest.raises(ValueError, match="first_split"):
+        td.critical_temperature(ds)
+    t1 = float(td.critical_temperature(ds, "first_split"))
+    assert t1 == pytest.approx(float(td.first_split_temperature(ds)), rel=1e-12)
+    assert 0 < t1 < float(jnp.max(jnp.sum((ds.points - ds.mean()[None, :]) ** 2, axis=1)))

@@ -12,6 +12,17 @@ from ._ensembles._finite import FiniteDataset as FiniteDataset
 from ._ensembles._hypersphere import Hypersphere as Hypersphere
 from ._ensembles._mixture import Gaussian as Gaussian, GaussianMixture as GaussianMixture
 from ._ensembles._two_deltas import TwoDeltas as TwoDeltas
+from ._hierarchy import (
+    Basins as Basins,
+    basins as basins,
+    bifurcation_tree as bifurcation_tree,
+    BifurcationTree as BifurcationTree,
+    descend as descend,
+    first_split as first_split,
+    first_split_temperature as first_split_temperature,
+    FirstSplit as FirstSplit,
+    SplitNode as SplitNode,
+)
 from ._meanfield import (
     critical_exponents as critical_exponents,
     critical_temperature as critical_temperature,

@@ -23,7 +23,8 @@ from jax.experimental import jet
 
 from ._custom_types import Array, RealScalarLike, Scalar, Vector
 from ._ensembles._base import AbstractEnsemble
-from ._validate import check_finite, check_temperature, concrete
+from ._ensembles._finite import FiniteDataset
+from ._validate import check_finite, check_temperature, concrete, is_concrete
 
 _BACKTRACK = 2.0 ** -jnp.arange(12)
 
@@ -222,7 +223,7 @@ def landau_coefficients(ensemble: AbstractEnsemble, T: RealScalarLike, order: in
 
 
 # ---------------------------------------------------------------------------- critical points
-_CRITERIA = ("thermodynamic", "vp_drift", "pf_ode")
+_CRITERIA = ("thermodynamic", "vp_drift", "first_split", "pf_ode")
 
 
 def _stability_function(ensemble, criterion):
@@ -242,29 +243,36 @@ def _stability_function(ensemble, criterion):
     return g
 
 
-def _bracket_and_solve(g, log_t0, max_expand=64, max_iter=80):
-    """Bracket the sign change of g (positive at low T) around log_t0, then Illinois regula
-    falsi in log T. Returns NaN when g never changes sign (no transition)."""
-    dtype = log_t0.dtype
+def _bracket_and_solve(g, log_t_top, max_expand=64, max_descent=800, max_iter=80):
+    """The highest sign change of g (positive at low T) below ``log_t_top``: expand upwards
+    until g < 0, then walk down in steps of a factor 1.05 until g > 0 (a coarse step can skip
+    a window where the symmetric point is briefly unstable, so the walk is fine), then Illinois
+    regula falsi in log T. Returns NaN when g never becomes positive (no transition)."""
+    dtype = log_t_top.dtype
     ln2 = jnp.asarray(math.log(2.0), dtype)
+    step = jnp.asarray(math.log(1.05), dtype)
 
     def expand_hi(state):
-        k, lo, hi, ghi = state
-        return k + 1, hi, hi + ln2, g(hi + ln2)
+        k, hi, _ = state
+        return k + 1, hi + ln2, g(hi + ln2)
 
-    k, _, hi, ghi = jax.lax.while_loop(
-        lambda s: (s[0] < max_expand) & (s[3] >= 0), expand_hi, (0, log_t0, log_t0, g(log_t0))
+    _, hi, ghi = jax.lax.while_loop(
+        lambda s: (s[0] < max_expand) & (s[2] >= 0), expand_hi, (0, log_t_top, g(log_t_top))
     )
 
-    def expand_lo(state):
-        k, lo, glo = state
-        return k + 1, lo - ln2, g(lo - ln2)
-
     # g > 0 only by rounding (a single Gaussian has lambda/T - 1 = -T/(s^2 + T) -> 0^- as T -> 0)
-    # is no transition: below a real one g becomes O(1) within a factor 2 of T_c.
-    lo0 = hi - ln2
-    k2, lo, glo = jax.lax.while_loop(lambda s: (s[0] < max_expand) & (s[2] <= 1e-6), expand_lo, (0, lo0, g(lo0)))
-    found = (ghi < 0) & (glo > 1e-6)
+    # is no transition: within one 5% step below a real one g is O(step).
+    def descend(state):
+        k, upper, g_upper, lo, _ = state
+        return k + 1, lo, g(lo), lo - step, g(lo - step)
+
+    _, hi, ghi, lo, glo = jax.lax.while_loop(
+        lambda s: (s[0] < max_descent) & (s[4] <= 1e-6), descend, (0, hi, ghi, hi - step, g(hi - step))
+    )
+    # The walk stops with g(lo) > 1e-6 >= g(hi): the highest crossing is in [lo, hi] (at hi
+    # itself when g(hi) = 0 on the grid; a value in (0, 1e-6] is rounding and is treated as 0).
+    found = (glo > 1e-6) & (ghi <= 1e-6)
+    ghi = jnp.minimum(ghi, 0.0)
 
     def body(state):
         k, a, ga, b, gb, side = state
@@ -299,6 +307,13 @@ def critical_temperature(ensemble: AbstractEnsemble, criterion: str = "thermodyn
     for the VP reverse-SDE drift beta(t)[x/2 + score], returned as a VE-equivalent temperature
     (abar = 1/(1 + T)). Two deltas +-a: abar_c = sqrt(a^4 + 1) - a^2, i.e. T = sqrt(2) for a = 1.
 
+    ``criterion="first_split"`` (SPEC 3, first transition of general data): the highest
+    temperature at which Phi_T acquires a second minimum (``first_split_temperature``: a saddle-node
+    for asymmetric data; the pitchfork above when it is the first split of symmetric data, which
+    it need not be: symmetric data can first split by a mirror pair of saddle-nodes elsewhere).
+    "thermodynamic" and "vp_drift" need a symmetric point and raise a ValueError for a law
+    without one (checked on concrete parameters).
+
     ``criterion="pf_ode"`` (SPEC 5.3) raises: the probability-flow ODE has no such point.
 
     The root is found by bracketing and regula falsi in log T, then differentiated implicitly
@@ -307,7 +322,30 @@ def critical_temperature(ensemble: AbstractEnsemble, criterion: str = "thermodyn
     """
     _check_ensemble(ensemble)
     _check_criterion(criterion)
+    if criterion == "first_split":
+        from ._hierarchy import first_split_temperature
+
+        return first_split_temperature(ensemble)
+    _check_symmetric_point(ensemble)
     return _critical_temperature(ensemble, criterion)
+
+
+def _check_symmetric_point(ensemble):
+    """The symmetric branch exists only if the data mean is a fixed point at every T (a law
+    symmetric about its mean). Checked on concrete parameters; skipped under tracing."""
+    if not all(is_concrete(leaf) for leaf in jax.tree.leaves(ensemble)):
+        return
+    mean = ensemble.mean()
+    lam = jnp.linalg.eigvalsh(ensemble.covariance())[-1]
+    scale = jnp.sqrt(jnp.maximum(lam, jnp.finfo(mean.dtype).tiny))
+    for T in (lam, lam / 8):
+        res = float(jnp.max(jnp.abs(ensemble.denoiser(mean, T) - mean)) / scale)
+        if not res < 1e-6:
+            raise ValueError(
+                "criterion='thermodynamic'/'vp_drift' needs a symmetric point (a law symmetric about "
+                "its mean, so that the mean is a fixed point at every T); this law has none. Its first "
+                "speciation is criterion='first_split' (SPEC 3, first transition of general data)"
+            )
 
 
 def _check_criterion(criterion):
@@ -325,9 +363,13 @@ def _check_criterion(criterion):
 def _critical_temperature(ensemble, criterion):
     dtype = _dtype(ensemble)
     lam0 = jnp.linalg.eigvalsh(ensemble.covariance().astype(dtype))[-1]
-    log_t0 = jnp.log(jnp.maximum(lam0, jnp.finfo(dtype).tiny ** 0.5))
+    top = lam0
+    if isinstance(ensemble, FiniteDataset):
+        # Cov[y|x] <= max_n |y_n - mean|^2 I: no instability above it (Phi is convex there).
+        top = jnp.maximum(top, jnp.max(jnp.sum((ensemble.points - ensemble.mean()[None, :]) ** 2, axis=1)))
+    log_top = jnp.log(jnp.maximum(1.05 * top, jnp.finfo(dtype).tiny ** 0.5))
     g = _stability_function(ensemble, criterion)
-    log_tc = jax.lax.stop_gradient(_bracket_and_solve(g, jax.lax.stop_gradient(log_t0)))
+    log_tc = jax.lax.stop_gradient(_bracket_and_solve(g, jax.lax.stop_gradient(log_top)))
     # Implicit differentiation of the extended (Moore-Spence) system in z = (u, log T, v):
     #   u = m_T(u),   criterion(u, T, v) = 0,   |v|^2 = 1,
     # which is regular at a fold of the symmetric branch; at a symmetric pitchfork it is
