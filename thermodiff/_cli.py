@@ -4,6 +4,10 @@
 ensemble along its principal axis, at temperatures around its critical scale, with the
 thermodynamics at the data mean; writes ``landscape.png`` and ``landscape.json``.
 
+``thermodiff phase-diagram``: order parameter, susceptibility and heat capacity of an ensemble
+versus T on its equilibrium branch, with both critical temperatures (thermodynamic and VP drift,
+SPEC section 5) marked; writes ``phase_diagram.png`` and ``phase_diagram.json``.
+
 Bad input gives one line on stderr and exit status 2; outputs are written atomically, and only
 after every number has been computed.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +27,14 @@ ENSEMBLES = ("two-deltas", "mixture", "gaussian", "hypersphere", "curie-weiss", 
 
 class UsageError(ValueError):
     pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with DESIGN.md's bad-input contract: one line on stderr, exit status 2."""
+
+    def error(self, message):  # noqa: D401 - argparse API
+        message = " ".join(str(message).split())
+        self.exit(2, f"thermodiff: error: {message} (see: {self.prog} --help)\n")
 
 
 def _floats(text: str, name: str) -> list[float]:
@@ -41,25 +54,29 @@ def load_array(path: str) -> np.ndarray:
         raise UsageError(f"--data: cannot read {path!r}: no such file")
     try:
         obj = np.load(p, allow_pickle=False)
-    except Exception as err:  # unreadable, not numpy, pickled objects
+        if isinstance(obj, np.lib.npyio.NpzFile):
+            keys = list(obj.keys())
+            key = next((k for k in ("data", "points", "X") if k in keys), keys[0] if len(keys) == 1 else None)
+            if key is None:
+                raise UsageError(f"--data: {path!r} holds arrays {keys}; name one 'data', 'points' or 'X'")
+            obj = obj[key]
+        arr = np.asarray(obj)
+    except UsageError:
+        raise
+    except Exception as err:  # unreadable, not numpy, pickled objects, empty archive
         raise UsageError(f"--data: cannot read {path!r} as .npy/.npz ({type(err).__name__})") from None
-    if isinstance(obj, np.lib.npyio.NpzFile):
-        keys = list(obj.keys())
-        key = next((k for k in ("data", "points", "X") if k in keys), keys[0] if len(keys) == 1 else None)
-        if key is None:
-            raise UsageError(f"--data: {path!r} holds arrays {keys}; name one 'data', 'points' or 'X'")
-        obj = obj[key]
-    arr = np.asarray(obj)
     if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
         raise UsageError(f"--data: the array must be real numeric, got dtype {arr.dtype}")
+    if arr.ndim == 0:
+        raise UsageError("--data: expected an array of shape (N, d), got a scalar")
+    if arr.shape[0] < 2:
+        raise UsageError(f"--data: need at least 2 points, got {arr.shape[0]}")
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim > 2:
         arr = arr.reshape(arr.shape[0], -1)
-    if arr.ndim != 2:
-        raise UsageError(f"--data: expected an array of shape (N, d), got shape {arr.shape}")
-    if arr.shape[0] < 2:
-        raise UsageError(f"--data: need at least 2 points, got {arr.shape[0]}")
+    if arr.shape[1] < 1:
+        raise UsageError(f"--data: points must have dimension d >= 1, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise UsageError("--data: the array contains NaN or inf")
     return arr.astype(np.float64)
@@ -173,10 +190,7 @@ def plot_landscape(result) -> bytes:
     return data
 
 
-def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="thermodiff", description="Thermodynamics of generative diffusion.")
-    sub = p.add_subparsers(dest="command", required=True)
-    q = sub.add_parser("landscape", help="free-energy landscapes Phi_T(x) of an ensemble across T")
+def _add_ensemble_arguments(q) -> None:
     q.add_argument("--ensemble", default="two-deltas", help=f"one of {', '.join(ENSEMBLES)}")
     q.add_argument("--mu", default="1.0", help="two-deltas/mixture/gaussian: mean vector, comma-separated")
     q.add_argument("--variance", type=float, default=0.25, help="mixture/gaussian component variance")
@@ -186,15 +200,128 @@ def make_parser() -> argparse.ArgumentParser:
     q.add_argument("--data-temperature", type=float, default=2.0, help="curie-weiss data temperature")
     q.add_argument("--coupling", type=float, default=1.0, help="curie-weiss coupling J")
     q.add_argument("--data", default=None, help="finite: a .npy/.npz array of shape (N, d)")
+
+
+def ensemble_parameters(args, ens) -> dict:
+    """The parameters that define the chosen ensemble, for the JSON report."""
+    name = args.ensemble
+    if name == "two-deltas":
+        return dict(mu=_floats(args.mu, "--mu"))
+    if name in ("mixture", "gaussian"):
+        return dict(mu=_floats(args.mu, "--mu"), variance=args.variance)
+    if name == "hypersphere":
+        return dict(radius=args.radius, dim=args.dim)
+    if name == "curie-weiss":
+        return dict(n_spins=args.n_spins, data_temperature=args.data_temperature, coupling=args.coupling)
+    if name == "finite":
+        return dict(data=str(Path(args.data).resolve()), n_points=int(ens.n_points) if hasattr(ens, "n_points") else None,
+                    dim=int(ens.dim))
+    return {}
+
+
+def _positive_temperatures(text: str) -> list[float]:
+    temps = _floats(text, "--temperatures")
+    if not all(math.isfinite(t) and t > 0 for t in temps):
+        raise UsageError("--temperatures must be finite and > 0 (VE-equivalent noise variances)")
+    return temps
+
+
+def phase_diagram(args, t_start: float) -> tuple[dict, bytes]:
+    import jax
+
+    from . import _phase_diagram
+
+    if not 3 <= args.n_temperatures <= 100_000:
+        raise UsageError(f"--n-temperatures must be an integer in [3, 100000], got {args.n_temperatures}")
+    temps = None
+    if args.temperatures is not None:
+        temps = _positive_temperatures(args.temperatures)
+        if len(set(temps)) < 3:
+            raise UsageError(f"--temperatures needs at least 3 distinct values, got {len(set(temps))}")
+    jax.config.update("jax_enable_x64", True)
+    ens = build_ensemble(args)
+    result = _phase_diagram.compute(
+        ens, name=args.ensemble, parameters=ensemble_parameters(args, ens),
+        n_temperatures=args.n_temperatures, temperatures=temps, exponents=args.exponents, t_start=t_start,
+    )
+    png = _phase_diagram.plot(result)
+    result["wall_time_s"] = time.perf_counter() - t_start
+    return result, png
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="thermodiff", description="Thermodynamics of generative diffusion.")
+    sub = p.add_subparsers(dest="command", required=True)
+    q = sub.add_parser("landscape", help="free-energy landscapes Phi_T(x) of an ensemble across T")
+    _add_ensemble_arguments(q)
     q.add_argument("--temperatures", default=None, help="comma-separated temperatures (default: around the top covariance eigenvalue)")
     q.add_argument("--points", type=int, default=401, help="grid points along the axis")
     q.add_argument("--out", default="thermodiff-out", help="output folder")
+    r = sub.add_parser(
+        "phase-diagram",
+        help="order parameter, susceptibility and heat capacity versus T, with T_c marked",
+        description=("Order parameter, self-consistent susceptibility and heat capacity of an ensemble "
+                     "versus T (= VE-equivalent noise variance) on its equilibrium branch, with the "
+                     "thermodynamic and the VP-drift critical temperatures (for data without a "
+                     "symmetric point: the first split); writes phase_diagram.png and "
+                     "phase_diagram.json in --out, only after everything was computed."),
+    )
+    _add_ensemble_arguments(r)
+    r.add_argument("--n-temperatures", type=int, default=200,
+                   help="grid size (default 200, log-spaced from T_c/5 to 5 T_c; around lambda_max when there is no transition)")
+    r.add_argument("--temperatures", default=None, help="an explicit comma-separated list of temperatures instead of the grid")
+    r.add_argument("--exponents", action="store_true", help="also compute the critical exponents (SPEC section 4)")
+    r.add_argument("--out", default="thermodiff-out", help="output folder")
     return p
 
 
+def _write_all(files: list[tuple[Path, bytes]]) -> None:
+    """Write each file atomically; if a later one fails, remove the ones written before it."""
+    from ._io import write_atomic
+
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    done = []
+    try:
+        for path, data in files:
+            write_atomic(path, data)
+            done.append(path)
+            os.chmod(path, 0o666 & ~umask)  # the temporary file was private (mkstemp: 0600)
+    except BaseException:
+        for path in done:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+        raise
+
+
+def _fail(err: BaseException) -> int:
+    text = " ".join(str(err).split())
+    msg = text if text else type(err).__name__
+    print(f"thermodiff: error: {msg}", file=sys.stderr)
+    return 2
+
+
 def main(argv=None) -> int:
+    t_start = time.perf_counter()
     args = make_parser().parse_args(argv)
-    from ._io import json_bytes, write_atomic
+    from ._io import json_bytes
+
+    if args.command == "phase-diagram":
+        try:
+            result, png = phase_diagram(args, t_start)
+            out = Path(args.out)
+            _write_all([(out / "phase_diagram.png", png), (out / "phase_diagram.json", json_bytes(result))])
+        except (ValueError, TypeError, OSError) as err:
+            return _fail(err)
+        from ._phase_diagram import summary
+
+        print(f"phase-diagram {args.ensemble}: {summary(result)}; wrote {out / 'phase_diagram.png'} "
+              f"and {out / 'phase_diagram.json'} ({time.perf_counter() - t_start:.1f} s)")
+        return 0
 
     try:
         if args.points < 3:
@@ -202,12 +329,9 @@ def main(argv=None) -> int:
         result = landscape(args)
         png = plot_landscape(result)
         out = Path(args.out)
-        write_atomic(out / "landscape.json", json_bytes(result))
-        write_atomic(out / "landscape.png", png)
-    except (ValueError, TypeError) as err:
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"thermodiff: error: {msg}", file=sys.stderr)
-        return 2
+        _write_all([(out / "landscape.json", json_bytes(result)), (out / "landscape.png", png)])
+    except (ValueError, TypeError, OSError) as err:
+        return _fail(err)
     print(f"wrote {out / 'landscape.png'} and {out / 'landscape.json'}")
     return 0
 

@@ -27,6 +27,7 @@ from ._ensembles._finite import FiniteDataset
 from ._validate import check_finite, check_temperature, concrete, is_concrete
 
 _BACKTRACK = 2.0 ** -jnp.arange(12)
+_DESCENT_STEPS = 64  # mean-shift steps before the Newton polish on the equilibrium branch
 
 
 def _check_ensemble(ensemble):
@@ -90,14 +91,20 @@ def _newton(G, u0, max_steps, tol):
 
 
 @eqx.filter_jit
-def _fixed_point(ensemble, T, x0, h, max_steps):
-    """x* = m_T(x* + h), solved in u = x* + h, implicitly differentiated."""
+def _fixed_point(ensemble, T, x0, h, max_steps, descent_steps=0):
+    """x* = m_T(x* + h), solved in u = x* + h, implicitly differentiated.
+
+    With ``descent_steps`` > 0 the Newton polish is preceded by that many mean-shift steps
+    u <- m_T(u) + h: a concave-convex procedure that decreases Phi_T(u) - h.u monotonically, so
+    the result is the local minimum (stable fixed point) reached from x0, never a saddle."""
     tol = 8 * jnp.finfo(x0.dtype).eps ** 0.75 if x0.dtype == jnp.float32 else 1e-13
 
     def G(u):
         return u - ensemble.denoiser(u, T) - h
 
     def solve(f, u_init):
+        if descent_steps:
+            u_init = jax.lax.fori_loop(0, descent_steps, lambda i, u: ensemble.denoiser(u, T) + h, u_init)
         return _newton(f, u_init, max_steps, tol)
 
     def tangent_solve(g, y):
@@ -120,6 +127,7 @@ def fixed_point(
     h: Vector | None = None,
     *,
     max_steps: int = 100,
+    stable: bool = False,
 ) -> Vector:
     """Solve the self-consistency equation x* = m_T(x* + h) (SPEC section 2).
 
@@ -135,6 +143,9 @@ def fixed_point(
     - ``x0``: starting point, shape (d,); default ``ensemble.mean()``.
     - ``h``: external field, shape (d,); default 0.
     - ``max_steps``: Newton iterations at most (static).
+    - ``stable``: first descend Phi_T by mean-shift steps (x <- m_T(x + h)), so that the result
+      is the stable fixed point (local minimum) reached from x0 rather than whatever stationary
+      point Newton finds nearest (which may be a saddle or the mirror branch).
 
     **Returns:** the fixed point x*, shape (d,). Jittable and vmappable over T, x0, h and the
     ensemble's parameters (a sweep over 10^4 temperatures is one ``jax.vmap``).
@@ -148,7 +159,7 @@ def fixed_point(
     h = _vector_arg("h", h, ensemble.dim, dtype)
     x0 = ensemble.mean().astype(dtype) if x0 is None else x0
     h = jnp.zeros(ensemble.dim, dtype) if h is None else h
-    return _fixed_point(ensemble, jnp.asarray(T, dtype), x0, h, max_steps)
+    return _fixed_point(ensemble, jnp.asarray(T, dtype), x0, h, max_steps, _DESCENT_STEPS if stable else 0)
 
 
 def susceptibility(
@@ -167,8 +178,9 @@ def susceptibility(
     dtype = _dtype(ensemble)
     h = _vector_arg("h", h, ensemble.dim, dtype)
     h = jnp.zeros(ensemble.dim, dtype) if h is None else h
+    stable = x0 is None
     x0 = _broken_start(ensemble)[0] if x0 is None else x0
-    return jax.jacfwd(lambda h_: fixed_point(ensemble, T, x0, h_))(h)
+    return jax.jacfwd(lambda h_: fixed_point(ensemble, T, x0, h_, stable=stable))(h)
 
 
 def principal_axis(ensemble: AbstractEnsemble) -> tuple[Scalar, Vector]:
@@ -195,7 +207,7 @@ def order_parameter(ensemble: AbstractEnsemble, T: RealScalarLike, x0: Vector | 
     _check_ensemble(ensemble)
     start, v = _broken_start(ensemble)
     x0 = start if x0 is None else x0
-    return (fixed_point(ensemble, T, x0) - ensemble.mean()) @ v
+    return (fixed_point(ensemble, T, x0, stable=True) - ensemble.mean()) @ v
 
 
 def landau_coefficients(ensemble: AbstractEnsemble, T: RealScalarLike, order: int = 6,
@@ -243,7 +255,7 @@ def _stability_function(ensemble, criterion):
     return g
 
 
-def _bracket_and_solve(g, log_t_top, max_expand=64, max_descent=800, max_iter=80):
+def _bracket_and_solve(g, log_t_top, max_expand=64, max_iter=80):
     """The highest sign change of g (positive at low T) below ``log_t_top``: expand upwards
     until g < 0, then walk down in steps of a factor 1.05 until g > 0 (a coarse step can skip
     a window where the symmetric point is briefly unstable, so the walk is fine), then Illinois
@@ -266,6 +278,9 @@ def _bracket_and_solve(g, log_t_top, max_expand=64, max_descent=800, max_iter=80
         k, upper, g_upper, lo, _ = state
         return k + 1, lo, g(lo), lo - step, g(lo - step)
 
+    # Walk no lower than sqrt(eps) below the top: beneath that, lambda/T - 1 is rounding noise
+    # (e.g. a single Gaussian's -T/s^2 becomes exactly 0 and the VP-drift criterion reads +1/2).
+    max_descent = int(math.ceil(0.5 * -math.log(float(jnp.finfo(dtype).eps)) / math.log(1.05)))
     _, hi, ghi, lo, glo = jax.lax.while_loop(
         lambda s: (s[0] < max_descent) & (s[4] <= 1e-6), descend, (0, hi, ghi, hi - step, g(hi - step))
     )
@@ -476,15 +491,15 @@ def critical_exponents(
     zeros = jnp.zeros(ensemble.dim, dtype)
 
     def m_of_T(T):
-        return (_fixed_point(ensemble, T, start, zeros, 200) - mean) @ v
+        return (_fixed_point(ensemble, T, start, zeros, 200, _DESCENT_STEPS) - mean) @ v
 
     def chi_of_T(T, x0):
-        return v @ jax.jacfwd(lambda h: _fixed_point(ensemble, T, x0, h, 200))(zeros) @ v
+        return v @ jax.jacfwd(lambda h: _fixed_point(ensemble, T, x0, h, 200, _DESCENT_STEPS))(zeros) @ v
 
     def rate_of_T(T, x0):
         # Longitudinal rate along the order-parameter axis v (for a continuous symmetry the
         # transverse Goldstone directions relax at rate 0 below T_c and carry no exponent).
-        x = _fixed_point(ensemble, T, x0, zeros, 200)
+        x = _fixed_point(ensemble, T, x0, zeros, 200, _DESCENT_STEPS)
         return 1.0 - v @ ensemble.posterior_cov(x, T) @ v / T
 
     def heat(T, x0):
@@ -526,7 +541,7 @@ def critical_exponents(
 
     @jax.jit
     def isotherm(eta):
-        x_of = lambda e_: (_fixed_point(ensemble, jnp.asarray(Tc, dtype), start, e_ * v, 200) - mean) @ v  # noqa: E731
+        x_of = lambda e_: (_fixed_point(ensemble, jnp.asarray(Tc, dtype), start, e_ * v, 200, _DESCENT_STEPS) - mean) @ v  # noqa: E731
         return jax.jvp(x_of, (eta,), (jnp.ones_like(eta),))
 
     x, dx = map(np.asarray, jax.vmap(isotherm)(etas))

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from ._custom_types import RealScalarLike, Scalar, Vector
 from ._ensembles._base import AbstractEnsemble
-from ._meanfield import _broken_start, _dtype, _fixed_point
+from ._meanfield import _DESCENT_STEPS, _broken_start, _dtype, _fixed_point
 from ._validate import check_state, check_temperature
 
 
@@ -47,7 +47,7 @@ def _prepare(ensemble, T, x, x0):
     def F(T_):
         if x is not None:
             return ensemble.landau(x, T_)
-        xs = _fixed_point(ensemble, T_, x0, jnp.zeros(ensemble.dim, dtype), 200)
+        xs = _fixed_point(ensemble, T_, x0, jnp.zeros(ensemble.dim, dtype), 200, _DESCENT_STEPS)
         return ensemble.landau(xs, T_)
 
     return T, F
