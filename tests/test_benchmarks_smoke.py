@@ -175,3 +175,105 @@ def test_timing_helpers_and_output(tmp_path):
     assert data == {"benchmark": "x", "v": None, "w": [1.5, 2]}
     table = _common.format_table([{"a": 1.23456, "b": "x"}, {"a": 1e-9}])
     assert "1.235" in table and "1e-09" in table
+
+
+# ---------------------------------------------------------------------------------- meanfield_sweep
+
+
+def test_meanfield_sweep_result(quick_results):
+    r = quick_results[0]["meanfield_sweep"]
+    s = r["summary"]
+    n = r["config"]["n_temperatures"]
+    assert n == 200 and s["n_temperatures"] == n
+    assert r["config"]["dtype"] == "float64"
+    for short in ("td1", "fd8", "gm8"):
+        for key in ("thermodiff_us_per_T", "scipy_us_per_T", "speedup_vs_scipy", "compile_s",
+                    "x_max_abs_diff", "chi_max_rel_diff", "C_max_abs_diff"):
+            assert _finite_number(s[f"{short}_{key}"]), (short, key, s.get(f"{short}_{key}"))
+        assert s[f"{short}_thermodiff_us_per_T"] > 0 and s[f"{short}_scipy_us_per_T"] > 0
+        assert isinstance(s[f"{short}_vmap_deadlocked"], bool)
+    assert set(r["cases"]) == {"two_deltas", "finite_dataset", "gaussian_mixture"}
+    for case, rec in r["cases"].items():
+        assert rec["ok"] is True, (case, rec.get("failure"), rec.get("stderr_tail"))
+        assert rec["x64"] is True
+        assert _finite_number(rec["T_c"]) and rec["T_c"] > 0
+        timed = set(rec["variants_timed"])
+        assert "scipy" in timed and ("thermodiff_vmap" in timed or "thermodiff_map" in timed)
+        for v in timed - {"scipy"}:
+            c = rec["compile"][v]
+            assert c["traces"] == 1, (case, v)  # the whole sweep is one trace
+            for key in ("trace_lower_s", "xla_compile_s", "first_call_s", "second_call_s"):
+                assert _finite_number(c[key]) and c[key] > 0, (case, v, key)
+            assert rec["timing"][v]["median_s"] > 0
+            ag = rec["agreement"][v]
+            # thermodiff and the SciPy loop find the same branch and agree to solver precision;
+            # C only to the accuracy of SciPy's finite difference
+            assert ag["branch_mismatches"] == 0, (case, v)
+            assert ag["x_max_abs_diff"] < 1e-8, (case, v, ag["x_max_abs_diff"])
+            assert ag["chi_max_rel_diff"] < 1e-6, (case, v, ag["chi_max_rel_diff"])
+            assert ag["C_max_abs_diff"] < 1e-4, (case, v, ag["C_max_abs_diff"])
+            assert ag["nonfinite_x"] == 0 and ag["nonfinite_chi"] == 0
+            assert isinstance(ag["nonfinite_C"], int)
+        assert rec["agreement"]["proto_fused_map"]["nonfinite_C"] == 0
+        assert rec["scipy_stats"]["root_calls"] == 3 * n
+    ex = r["cases"]["two_deltas"]["critical_exponents"]
+    assert abs(ex["beta"] - 0.5) < 1e-3 and abs(ex["gamma"] - 1.0) < 1e-3
+    assert _finite_number(s["critical_exponents_first_s"]) and _finite_number(s["fd8_critical_temperature_first_s"])
+
+
+@pytest.mark.xfail(strict=False, reason="library: heat_capacity under vmap returns NaN at a few temperatures "
+                   "of a FiniteDataset (batch >= ~100; single calls are finite); see meanfield_sweep's nonfinite_C")
+def test_meanfield_sweep_heat_capacity_finite(quick_results):
+    r = quick_results[0]["meanfield_sweep"]
+    for case, rec in r["cases"].items():
+        for v, ag in rec["agreement"].items():
+            assert ag["nonfinite_C"] == 0, (case, v, ag["nonfinite_C_T_over_Tc"])
+
+
+def test_meanfield_numpy_references_match_thermodiff():
+    """The SciPy benchmark's NumPy formulas (m, Cov, Phi) are the library's conventions."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    import thermodiff as td
+    from benchmarks import bench_meanfield as bm
+
+    rng = np.random.default_rng(1)
+    for case in bm.CASES:
+        ens, ref, _ = bm.make_case(case, True)
+        for T in (0.3, 1.7, 6.0):
+            x = rng.standard_normal(ref.d)
+            m, cov = ref.m_cov(x, T)
+            np.testing.assert_allclose(m, ens.denoiser(jnp.asarray(x), T), rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(cov, ens.posterior_cov(jnp.asarray(x), T), rtol=1e-9, atol=1e-12)
+            assert ref.phi(x, T) == pytest.approx(float(ens.landau(jnp.asarray(x), T)), rel=1e-11, abs=1e-12)
+    # the SciPy loop on two deltas: m = tanh(m/T) and chi = J/(1 - J), J = sech^2(m/T)/T
+    ref = bm.NpTwoDeltas(1.0)
+    X, CHI, C, stats = bm.scipy_sweep(ref, np.array([0.5, 2.0]), np.array([1.0]), rel_step=1e-4, xtol=1e-12)
+    assert X[0, 0] == pytest.approx(0.9575040241, abs=1e-9) and abs(X[1, 0]) < 1e-10
+    J = (1 - np.tanh(X[:, 0] / [0.5, 2.0]) ** 2) / [0.5, 2.0]
+    np.testing.assert_allclose(CHI[:, 0, 0], J / (1 - J), rtol=1e-8)
+    assert C[1] == pytest.approx(0.0, abs=1e-6)  # C = 0 above T_c
+    np.testing.assert_allclose(C[0], float(td.heat_capacity(td.TwoDeltas(1.0), 0.5)), rtol=1e-5)
+    assert stats["root_calls"] == 6
+
+
+def test_meanfield_run_case_drops_a_deadlocked_variant(monkeypatch):
+    """A JAX variant that deadlocks is reported and the ensemble rerun without it."""
+    from benchmarks import bench_meanfield as bm
+
+    seen = []
+
+    def fake_worker(cfg, timeout_s):
+        seen.append(list(cfg["variants"]))
+        if "thermodiff_vmap" in cfg["variants"]:
+            return {"ok": False, "failure": "exit status 75", "deadlock_at": "call2:thermodiff_vmap", "idle_s": 30.0}
+        return {"ok": True}
+
+    monkeypatch.setattr(bm, "_run_worker", fake_worker)
+    rec = bm.run_case({"variants": ["thermodiff_vmap", "thermodiff_map", "scipy"], "n_temperatures": 10}, 10)
+    assert rec["ok"] is True
+    assert seen == [["thermodiff_vmap", "thermodiff_map", "scipy"], ["thermodiff_map", "scipy"]]
+    assert rec["deadlocks"] == [{"variant": "thermodiff_vmap", "stage": "call2:thermodiff_vmap", "idle_s": 30.0,
+                                 "n_temperatures": 10}]
+    assert rec["variants_timed"] == ["thermodiff_map", "scipy"]
