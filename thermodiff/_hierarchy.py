@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._custom_types import Array, RealScalarLike, Scalar, Vector
-from ._ensembles._base import AbstractEnsemble
+from ._ensembles._base import AbstractEnsemble, as_float_array, ensemble_dtype
 from ._ensembles._finite import FiniteDataset
 from ._ensembles._mixture import GaussianMixture
 from ._ensembles._two_deltas import TwoDeltas
@@ -75,21 +75,8 @@ def _check_ensemble(ensemble, *, supported: bool) -> None:
         raise TypeError(f"ensemble must be an AbstractEnsemble, got {type(ensemble).__name__}")
 
 
-def _dtype(ensemble):
-    leaves = [
-        x for x in jax.tree.leaves(ensemble) if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating)
-    ]
-    return jnp.result_type(*leaves) if leaves else jnp.result_type(float)
-
-
 def _check_starts(starts, dim: int, dtype):
-    if isinstance(starts, jax.core.Tracer):
-        arr = starts
-    else:
-        np_arr = np.asarray(starts)
-        if not (np.issubdtype(np_arr.dtype, np.number) or np_arr.dtype == np.bool_):
-            raise TypeError(f"starts must be a numeric array of shape (S, {dim}), got dtype {np_arr.dtype}")
-        arr = jnp.asarray(np_arr)
+    arr = as_float_array("starts", starts)
     if arr.ndim == 1 and dim == 1:
         arr = arr[:, None]
     if arr.ndim != 2 or arr.shape[1] != dim:
@@ -300,7 +287,7 @@ def descend(ensemble: AbstractEnsemble, T: RealScalarLike, x0: Vector) -> tuple[
     """
     _check_ensemble(ensemble, supported=False)
     check_temperature(T)
-    dtype = _dtype(ensemble)
+    dtype = ensemble_dtype(ensemble)
     x0 = jnp.asarray(x0, dtype)
     if x0.shape != (ensemble.dim,):
         raise ValueError(f"x0 must have shape ({ensemble.dim},), got {x0.shape}")
@@ -312,7 +299,7 @@ def descend(ensemble: AbstractEnsemble, T: RealScalarLike, x0: Vector) -> tuple[
 def _run_descent(ensemble, X0: np.ndarray, Ts: np.ndarray, scale: float, batch: int):
     """Host driver: descents from rows of X0 at temperatures Ts, in padded chunks of ``batch``
     (one compiled shape per tree). Returns NumPy (end points, lambda_min, converged)."""
-    dtype = _dtype(ensemble)
+    dtype = ensemble_dtype(ensemble)
     n = X0.shape[0]
     outs_x, outs_l, outs_c = [], [], []
     sc = jnp.asarray(scale, dtype)
@@ -392,7 +379,7 @@ def basins(ensemble: AbstractEnsemble, T: RealScalarLike, starts, *, tol: float 
     _check_ensemble(ensemble, supported=False)
     check_temperature(T)
     T = float(np.asarray(T))
-    dtype = _dtype(ensemble)
+    dtype = ensemble_dtype(ensemble)
     starts = np.asarray(_check_starts(starts, ensemble.dim, dtype))
     scale = float(_scale(ensemble))
     tol = _merge_rtol(dtype) * scale if tol is None else _check_positive_float("tol", tol)
@@ -666,7 +653,7 @@ def bifurcation_tree(
         raise ValueError(
             f"t_min must be < t_max (the scan runs from t_max down to t_min), got t_min={t_min}, t_max={t_max}"
         )
-    dtype = _dtype(ensemble)
+    dtype = ensemble_dtype(ensemble)
     if starts is None:
         X, start_index = _natural_starts(ensemble, max_starts, seed)
         X = np.asarray(X, dtype=dtype)
@@ -1126,7 +1113,7 @@ def first_split(
         raise ValueError(
             f"t_min must be < t_max (the scan runs from t_max down to t_min), got t_min={t_min}, t_max={t_max}"
         )
-    dtype = _dtype(ensemble)
+    dtype = ensemble_dtype(ensemble)
     if starts is None:
         starts = jnp.asarray(_natural_starts(ensemble, max_starts, seed)[0], dtype)
     else:

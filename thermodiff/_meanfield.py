@@ -22,7 +22,7 @@ import numpy as np
 from jax.experimental import jet
 
 from ._custom_types import Array, RealScalarLike, Scalar, Vector
-from ._ensembles._base import AbstractEnsemble
+from ._ensembles._base import AbstractEnsemble, ensemble_dtype
 from ._ensembles._finite import FiniteDataset
 from ._validate import check_finite, check_temperature, concrete, is_concrete
 
@@ -45,11 +45,6 @@ def _vector_arg(name, value, dim, dtype):
         raise ValueError(f"{name} must have shape ({dim},) to match the ensemble's dimension, got {v.shape}")
     check_finite(name, v)
     return v
-
-
-def _dtype(ensemble):
-    leaves = [x for x in jax.tree.leaves(ensemble) if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating)]
-    return jnp.result_type(*leaves) if leaves else jnp.result_type(float)
 
 
 def _newton(G, u0, max_steps, tol):
@@ -154,7 +149,7 @@ def fixed_point(
     check_temperature(T)
     if not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
-    dtype = _dtype(ensemble)
+    dtype = ensemble_dtype(ensemble)
     x0 = _vector_arg("x0", x0, ensemble.dim, dtype)
     h = _vector_arg("h", h, ensemble.dim, dtype)
     x0 = ensemble.mean().astype(dtype) if x0 is None else x0
@@ -175,7 +170,7 @@ def susceptibility(
     **Returns:** the (d, d) matrix chi (a 1x1 matrix when d = 1).
     """
     _check_ensemble(ensemble)
-    dtype = _dtype(ensemble)
+    dtype = ensemble_dtype(ensemble)
     h = _vector_arg("h", h, ensemble.dim, dtype)
     h = jnp.zeros(ensemble.dim, dtype) if h is None else h
     stable = x0 is None
@@ -222,7 +217,7 @@ def landau_coefficients(ensemble: AbstractEnsemble, T: RealScalarLike, order: in
     check_temperature(T)
     if not isinstance(order, (int, np.integer)) or order < 2:
         raise ValueError(f"order must be an integer >= 2, got {order!r}")
-    dtype = _dtype(ensemble)
+    dtype = ensemble_dtype(ensemble)
     x = ensemble.mean().astype(dtype) if x is None else _vector_arg("x", x, ensemble.dim, dtype)
     v = principal_axis(ensemble)[1] if direction is None else _vector_arg("direction", direction, ensemble.dim, dtype)
     T = jnp.asarray(T, dtype)
@@ -376,7 +371,7 @@ def _check_criterion(criterion):
 
 @eqx.filter_jit
 def _critical_temperature(ensemble, criterion):
-    dtype = _dtype(ensemble)
+    dtype = ensemble_dtype(ensemble)
     lam0 = jnp.linalg.eigvalsh(ensemble.covariance().astype(dtype))[-1]
     top = lam0
     if isinstance(ensemble, FiniteDataset):
@@ -479,11 +474,11 @@ def critical_exponents(
     eps = np.sort(np.asarray(eps, dtype=float))[::-1]
     if eps.ndim != 1 or len(eps) < 3 or np.any(eps <= 0) or np.any(eps >= 1):
         raise ValueError("eps must hold at least 3 reduced distances in (0, 1)")
-    dtype = _dtype(ensemble)
+    dtype = ensemble_dtype(ensemble)
     Tc = float(critical_temperature(ensemble))
     if not math.isfinite(Tc):
         raise ValueError("this ensemble has no thermodynamic critical temperature (critical_temperature is NaN)")
-    lam, v = principal_axis(ensemble)
+    lam = principal_axis(ensemble)[0]
     start, v = _broken_start(ensemble)
     mean = ensemble.mean().astype(dtype)
     T_below = jnp.asarray(Tc * (1 - eps), dtype)

@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from ._custom_types import RealScalarLike, Scalar, Vector
-from ._ensembles._base import AbstractEnsemble
-from ._meanfield import _DESCENT_STEPS, _broken_start, _dtype, _fixed_point
+from ._ensembles._base import AbstractEnsemble, ensemble_dtype
+from ._meanfield import _DESCENT_STEPS, _broken_start, _fixed_point
 from ._validate import check_state, check_temperature
 
 
@@ -30,7 +30,7 @@ def _prepare(ensemble, T, x, x0):
     if not isinstance(ensemble, AbstractEnsemble):
         raise TypeError(f"ensemble must be an AbstractEnsemble, got {type(ensemble).__name__}")
     check_temperature(T)
-    dtype = _dtype(ensemble)
+    dtype = ensemble_dtype(ensemble)
     if x is not None:
         x = jnp.asarray(x)
         check_state(x, ensemble.dim)

@@ -114,6 +114,12 @@ class AbstractEnsemble(eqx.Module):
         check_temperature(T)
 
 
+def ensemble_dtype(ensemble) -> jnp.dtype:
+    """The floating dtype an ensemble computes in: the promotion of its floating leaves."""
+    leaves = [x for x in jax.tree.leaves(ensemble) if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.result_type(*leaves) if leaves else jnp.result_type(float)
+
+
 def as_float_array(name: str, value, *, ndim: int | None = None) -> Array:
     """``value`` as a floating JAX array; a clear error for non-numeric input or wrong rank."""
     if isinstance(value, jax.core.Tracer):
@@ -130,4 +136,4 @@ def as_float_array(name: str, value, *, ndim: int | None = None) -> Array:
     return arr
 
 
-__all__ = ["AbstractEnsemble", "as_float_array"]
+__all__ = ["AbstractEnsemble", "as_float_array", "ensemble_dtype"]
