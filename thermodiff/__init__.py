@@ -33,6 +33,30 @@ from ._meanfield import (
     principal_axis as principal_axis,
     susceptibility as susceptibility,
 )
+from ._models import (
+    AbstractModel as AbstractModel,
+    Denoiser as Denoiser,
+    NoisePrediction as NoisePrediction,
+    Score as Score,
+)
+from ._samplers import (
+    AbstractGrid as AbstractGrid,
+    AbstractSolver as AbstractSolver,
+    CriticalGrid as CriticalGrid,
+    DDIM as DDIM,
+    EulerMaruyama as EulerMaruyama,
+    ExponentialEuler as ExponentialEuler,
+    KarrasGrid as KarrasGrid,
+    LangevinCorrector as LangevinCorrector,
+    late_start as late_start,
+    ProbabilityFlowEuler as ProbabilityFlowEuler,
+    ProbabilityFlowHeun as ProbabilityFlowHeun,
+    sample as sample,
+    StochasticHeun as StochasticHeun,
+    time_grid as time_grid,
+    Trajectory as Trajectory,
+    UniformGrid as UniformGrid,
+)
 from ._schedules import (
     AbstractSchedule as AbstractSchedule,
     Cosine as Cosine,

@@ -1,0 +1,132 @@
+"""What a sampler integrates: an exact ensemble, or a user's score / denoiser / noise predictor.
+
+Every model answers one question, ``model.denoise(x, t, schedule)``: the clean-data estimate
+E[y | x_t] at a state x_t of the schedule's native coordinates and its diffusion time t. The
+score, the noise prediction and the VE-picture quantities follow from it (SPEC section 1):
+
+    score(x, t) = (theta D - x)/s^2,   eps(x, t) = (x - theta D)/s,   u = x/theta, T = (s/theta)^2.
+
+Working with D rather than the score keeps every solver finite as s -> 0 (the score diverges
+there, D does not). A user's callable is wrapped as ``Score(fn)`` (the default for a bare
+callable or an equinox module), ``Denoiser(fn)`` or ``NoisePrediction(fn)``; each takes
+``fn(x, t)`` with one state x of shape (d,) and the schedule's diffusion time t.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Callable
+
+import equinox as eqx
+
+from ._custom_types import Array, RealScalarLike, Vector
+from ._ensembles._base import AbstractEnsemble
+from ._ensembles._diffused import Diffused
+from ._schedules import AbstractSchedule
+
+
+class AbstractModel(eqx.Module):
+    """A model of the data law seen through a schedule: it returns E[y | x_t]."""
+
+    @abc.abstractmethod
+    def denoise(self, x: Vector, t: RealScalarLike, schedule: AbstractSchedule) -> Vector:
+        """The clean-data estimate E[y | x_t] at state x (native coordinates) and time t."""
+
+    @property
+    def dim(self) -> int | None:
+        """The state dimension if the model knows it (exact ensembles), else None."""
+        return None
+
+    def score(self, x: Vector, t: RealScalarLike, schedule: AbstractSchedule) -> Vector:
+        """grad_x log p_t(x) = (theta D - x)/s^2."""
+        theta, s = schedule.signal_scale(t), schedule.noise_scale(t)
+        return (theta * self.denoise(x, t, schedule) - x) / s**2
+
+
+class Exact(AbstractModel):
+    """The exact posterior mean of an ensemble: D = m_T(x/theta) (SPEC sections 1-2)."""
+
+    ensemble: AbstractEnsemble
+
+    @property
+    def dim(self) -> int:
+        return self.ensemble.dim
+
+    def denoise(self, x, t, schedule):
+        theta = schedule.signal_scale(t)
+        return self.ensemble.denoiser(x / theta, schedule.temperature(t))
+
+
+class Score(AbstractModel):
+    """A score model ``fn(x, t) -> grad_x log p_t(x)`` (e.g. a trained equinox network)."""
+
+    fn: Callable
+
+    def denoise(self, x, t, schedule):
+        theta, s = schedule.signal_scale(t), schedule.noise_scale(t)
+        return (x + s**2 * self.fn(x, t)) / theta
+
+    def score(self, x, t, schedule):
+        return self.fn(x, t)
+
+
+class Denoiser(AbstractModel):
+    """A denoiser ``fn(x, t) -> E[y | x_t]`` (the x0-prediction parametrisation)."""
+
+    fn: Callable
+
+    def denoise(self, x, t, schedule):
+        return self.fn(x, t)
+
+
+class NoisePrediction(AbstractModel):
+    """A noise predictor ``fn(x, t) -> E[z | x_t]`` (the epsilon parametrisation of DDPM)."""
+
+    fn: Callable
+
+    def denoise(self, x, t, schedule):
+        theta, s = schedule.signal_scale(t), schedule.noise_scale(t)
+        return (x - s * self.fn(x, t)) / theta
+
+
+def as_model(model, schedule: AbstractSchedule | None = None) -> AbstractModel:
+    """Wrap ``model`` as an AbstractModel: ensembles exactly, bare callables as scores.
+
+    A ``Diffused(ensemble, schedule')`` is accepted when schedule' is the sampler's schedule (a
+    clear error otherwise: its times would mean something else).
+    """
+    if isinstance(model, AbstractModel):
+        return model
+    if isinstance(model, AbstractEnsemble):
+        return Exact(model)
+    if isinstance(model, Diffused):
+        if schedule is not None and not _same_schedule(model.schedule, schedule):
+            raise ValueError(
+                "model is a Diffused ensemble with a different schedule than the one passed to "
+                "the sampler; pass the bare ensemble or the same schedule"
+            )
+        return Exact(model.ensemble)
+    if callable(model):
+        return Score(model)
+    raise TypeError(
+        "model must be an ensemble, a Score/Denoiser/NoisePrediction wrapper, or a callable "
+        f"fn(x, t) returning the score; got {type(model).__name__}"
+    )
+
+
+def _same_schedule(a, b) -> bool:
+    if type(a) is not type(b):
+        return False
+    try:
+        return bool(eqx.tree_equal(a, b))
+    except Exception:  # traced leaves: cannot compare now
+        return True
+
+
+def denoise_ve(model: AbstractModel, u: Vector, T: RealScalarLike, schedule: AbstractSchedule) -> Array:
+    """D at a VE-picture state u and temperature T, for any schedule (t = time_at_temperature)."""
+    t = schedule.time_at_temperature(T)
+    return model.denoise(schedule.signal_scale(t) * u, t, schedule)
+
+
+__all__ = ["AbstractModel", "Denoiser", "Exact", "NoisePrediction", "Score", "as_model", "denoise_ve"]

@@ -1,0 +1,572 @@
+"""Reverse-time samplers: one jitted ``lax.scan`` over a fixed time grid (SPEC section 6).
+
+Generation runs the forward process dx = f(t) x dt + g(t) dW backwards, from t_max (hot) to a
+small t (cold). With the exact score of an ensemble this is quasi-static cooling: the law of x_t
+is p_t at every t (SPEC section 6). Two families of dynamics share the marginals:
+
+    reverse SDE:  dx = [f x - g^2 score] dt + g dW_bar
+    PF-ODE:       dx = [f x - g^2 score / 2] dt
+
+``sample(model, schedule, solver, key, x_T, steps=...)`` integrates one trajectory of one state
+x_T of shape (d,); batches of seeds, temperatures, ensemble or schedule parameters are jax.vmap
+over the same call (DESIGN.md). Solvers are objects in the diffrax style:
+
+| solver | dynamics | strong/weak order | evaluations/step |
+|---|---|---|---|
+| ``EulerMaruyama()`` | reverse SDE | 1/2 / 1 | 1 |
+| ``StochasticHeun()`` | reverse SDE (additive noise) | 1 / 1 (2 for the drift) | 2 |
+| ``ProbabilityFlowEuler()`` | PF-ODE | 1 | 1 |
+| ``ProbabilityFlowHeun()`` | PF-ODE | 2 | 2 |
+| ``DDIM(eta)`` | eta = 0: PF-ODE (DPM-Solver-1), eta = 1: ancestral (DDPM) | 1 | 1 |
+| ``ExponentialEuler(ode=False)`` | reverse SDE or PF-ODE, linear drift exact | 1 | 1 |
+| ``LangevinCorrector(predictor, snr, n_steps)`` | predictor + Langevin MCMC at each new t | that of predictor | + n_steps |
+
+The linear part f x of the drift is integrated exactly by the solvers that work in the VE picture
+(DDIM, ExponentialEuler): u = x/theta is a VE state of temperature T(t), where the reverse
+dynamics is du = -score_u dT (+ dW over dT) and the schedule drops out.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._custom_types import Array, Key, Vector
+from ._models import AbstractModel, as_model
+from ._schedules import AbstractSchedule
+from ._validate import check_finite, check_temperature, concrete
+
+
+# ----------------------------------------------------------------------------- solvers
+class AbstractSolver(eqx.Module):
+    """One step of a reverse-time integrator from time t0 to t1 < t0 (native coordinates)."""
+
+    evaluations: ClassVar[int]  # model evaluations per step
+
+    @abc.abstractmethod
+    def step(self, model: AbstractModel, schedule: AbstractSchedule, t0, t1, x: Vector, key: Key) -> Vector:
+        """x at t1 given x at t0 (t1 < t0); ``key`` drives the step's noise."""
+
+
+def _sde_drift(model, schedule, x, t):
+    f, g = schedule.drift_coefficient(t), schedule.diffusion(t)
+    return f * x - g**2 * model.score(x, t, schedule)
+
+
+def _ode_drift(model, schedule, x, t):
+    f, g = schedule.drift_coefficient(t), schedule.diffusion(t)
+    return f * x - 0.5 * g**2 * model.score(x, t, schedule)
+
+
+class EulerMaruyama(AbstractSolver):
+    """Euler-Maruyama for the reverse SDE: weak order 1, strong order 1/2."""
+
+    evaluations: ClassVar[int] = 1
+
+    def step(self, model, schedule, t0, t1, x, key):
+        dt = t1 - t0
+        dw = jnp.sqrt(-dt) * jax.random.normal(key, x.shape, x.dtype)
+        return x + _sde_drift(model, schedule, x, t0) * dt + schedule.diffusion(t0) * dw
+
+
+class StochasticHeun(AbstractSolver):
+    """Heun's predictor-corrector for the reverse SDE with additive noise (one shared dW).
+
+    The noise of the reverse SDE is additive (g depends on t only), so the Stratonovich and Ito
+    solutions coincide; the trapezoidal drift makes the deterministic part second order.
+    """
+
+    evaluations: ClassVar[int] = 2
+
+    def step(self, model, schedule, t0, t1, x, key):
+        dt = t1 - t0
+        dw = jnp.sqrt(-dt) * jax.random.normal(key, x.shape, x.dtype)
+        g0, g1 = schedule.diffusion(t0), schedule.diffusion(t1)
+        b0 = _sde_drift(model, schedule, x, t0)
+        x_pred = x + b0 * dt + g0 * dw
+        b1 = _sde_drift(model, schedule, x_pred, t1)
+        return x + 0.5 * (b0 + b1) * dt + 0.5 * (g0 + g1) * dw
+
+
+class ProbabilityFlowEuler(AbstractSolver):
+    """Explicit Euler for the probability-flow ODE (deterministic, order 1)."""
+
+    evaluations: ClassVar[int] = 1
+
+    def step(self, model, schedule, t0, t1, x, key):
+        return x + _ode_drift(model, schedule, x, t0) * (t1 - t0)
+
+
+class ProbabilityFlowHeun(AbstractSolver):
+    """Heun's method (explicit trapezoid) for the probability-flow ODE: order 2 (Karras et al.)."""
+
+    evaluations: ClassVar[int] = 2
+
+    def step(self, model, schedule, t0, t1, x, key):
+        dt = t1 - t0
+        b0 = _ode_drift(model, schedule, x, t0)
+        b1 = _ode_drift(model, schedule, x + b0 * dt, t1)
+        return x + 0.5 * (b0 + b1) * dt
+
+
+def _ve(schedule, x, t):
+    theta = schedule.signal_scale(t)
+    return x / theta, schedule.temperature(t), theta
+
+
+class DDIM(AbstractSolver):
+    """DDIM (Song, Meng & Ermon 2021) for any schedule, written in the VE picture.
+
+    With u = x/theta, T = T(t) and D = E[y|x_t]:
+    u1 = D + sqrt(T1 - sigma^2) (u0 - D)/sqrt(T0) + sigma xi, sigma^2 = eta^2 T1 (T0 - T1)/T0.
+    ``eta = 0`` is the deterministic DDIM, the exponential integrator of the PF-ODE with D frozen
+    over the step (DPM-Solver-1); ``eta = 1`` samples the exact Gaussian posterior
+    q(u1 | u0, y = D), i.e. DDPM's ancestral sampler.
+
+    **Arguments:**
+    - ``eta``: stochasticity in [0, 1] (default 0).
+    """
+
+    eta: float = 0.0
+    evaluations: ClassVar[int] = 1
+
+    def __check_init__(self):
+        e = concrete(self.eta)
+        if e is not None and not (np.all(np.isfinite(e)) and np.all(e >= 0) and np.all(e <= 1)):
+            raise ValueError(f"DDIM: eta must lie in [0, 1], got {e!r}")
+
+    def step(self, model, schedule, t0, t1, x, key):
+        u0, T0, _ = _ve(schedule, x, t0)
+        theta1, T1 = schedule.signal_scale(t1), schedule.temperature(t1)
+        D = model.denoise(x, t0, schedule)
+        var = self.eta**2 * T1 * (T0 - T1) / T0
+        u1 = D + jnp.sqrt(jnp.maximum(T1 - var, 0.0) / T0) * (u0 - D)
+        u1 = u1 + jnp.sqrt(var) * jax.random.normal(key, x.shape, x.dtype)
+        return theta1 * u1
+
+
+class ExponentialEuler(AbstractSolver):
+    """Exponential integrator: the linear drift f x exactly, the noise prediction frozen.
+
+    In the VE picture u = x/theta the linear part of the drift disappears (that is its exact
+    integration); freezing eps = (u - D)/sqrt(T0) over the step, the reverse SDE integrates to
+    u1 = u0 - 2 eps (sqrt T0 - sqrt T1) + sqrt(T0 - T1) xi, and the PF-ODE (``ode=True``) to
+    u1 = u0 - eps (sqrt T0 - sqrt T1) (which is DDIM with eta = 0). Weak order 1 (DEIS-1 of
+    Zhang & Chen 2023 in the epsilon parametrisation).
+
+    **Arguments:**
+    - ``ode``: integrate the probability-flow ODE instead of the reverse SDE (default False).
+    """
+
+    ode: bool = eqx.field(static=True, default=False)
+    evaluations: ClassVar[int] = 1
+
+    def step(self, model, schedule, t0, t1, x, key):
+        u0, T0, _ = _ve(schedule, x, t0)
+        theta1, T1 = schedule.signal_scale(t1), schedule.temperature(t1)
+        D = model.denoise(x, t0, schedule)
+        eps = (u0 - D) / jnp.sqrt(T0)
+        dsq = jnp.sqrt(T0) - jnp.sqrt(T1)
+        if self.ode:
+            return theta1 * (u0 - eps * dsq)
+        xi = jax.random.normal(key, x.shape, x.dtype)
+        return theta1 * (u0 - 2 * eps * dsq + jnp.sqrt(T0 - T1) * xi)
+
+
+class LangevinCorrector(AbstractSolver):
+    """A predictor followed by ``n_steps`` Langevin MCMC steps at the new time (Song et al. 2021).
+
+    Each corrector step is x <- x + e score + sqrt(2 e) xi with e = 2 snr^2 s(t)^2. The curvature
+    of -log p_t is (I - theta^2 Cov[y|x_t]/s^2)/s^2 <= I/s^2 for every data law, so this step is
+    stable per state (Song et al.'s norm-ratio rule is a batch statistic and blows up on single
+    low-dimensional states whose score happens to vanish); each step leaves p_t invariant up to
+    a relative bias of e/(2 Var) in the variance.
+
+    **Arguments:**
+    - ``predictor``: any non-corrector solver.
+    - ``snr``: signal-to-noise ratio of the Langevin steps, > 0 (default 0.16).
+    - ``n_steps``: corrector steps per time step, >= 1 (default 1).
+    """
+
+    predictor: AbstractSolver
+    snr: float = 0.16
+    n_steps: int = eqx.field(static=True, default=1)
+
+    def __check_init__(self):
+        if not isinstance(self.predictor, AbstractSolver) or isinstance(self.predictor, LangevinCorrector):
+            raise TypeError(
+                "LangevinCorrector: predictor must be a (non-corrector) solver such as EulerMaruyama(), "
+                f"got {type(self.predictor).__name__}"
+            )
+        if not isinstance(self.n_steps, (int, np.integer)) or self.n_steps < 1:
+            raise ValueError(f"LangevinCorrector: n_steps must be an integer >= 1, got {self.n_steps!r}")
+        s = concrete(self.snr)
+        if s is not None and not (np.all(np.isfinite(s)) and np.all(s > 0)):
+            raise ValueError(f"LangevinCorrector: snr must be > 0, got {s!r}")
+
+    @property
+    def evaluations(self) -> int:  # type: ignore[override]
+        return self.predictor.evaluations + self.n_steps
+
+    def step(self, model, schedule, t0, t1, x, key):
+        kp, kc = jax.random.split(key)
+        x = self.predictor.step(model, schedule, t0, t1, x, kp)
+
+        def corrector(x, k):
+            xi = jax.random.normal(k, x.shape, x.dtype)
+            return x + e * model.score(x, t1, schedule) + jnp.sqrt(2 * e) * xi, None
+
+        e = 2 * self.snr**2 * schedule.noise_scale(t1) ** 2
+
+        x, _ = jax.lax.scan(corrector, x, jax.random.split(kc, self.n_steps))
+        return x
+
+
+# ----------------------------------------------------------------------------- time grids
+class AbstractGrid(eqx.Module):
+    """A rule placing steps + 1 diffusion times from T_start down to T_end (strictly decreasing)."""
+
+    @abc.abstractmethod
+    def times(self, schedule: AbstractSchedule, T_start, T_end, steps: int) -> Array:
+        """Strictly decreasing diffusion times, shape (steps + 1,), from T(t) = T_start to T_end."""
+
+
+class UniformGrid(AbstractGrid):
+    """Uniform in the schedule's own diffusion time t (the common default)."""
+
+    def times(self, schedule, T_start, T_end, steps):
+        t0, t1 = schedule.time_at_temperature(T_start), schedule.time_at_temperature(T_end)
+        i = jnp.arange(steps + 1, dtype=jnp.result_type(t0, float)) / steps
+        return t0 + i * (t1 - t0)
+
+
+class _TemperatureGrid(AbstractGrid):
+    @abc.abstractmethod
+    def temperatures(self, T_start, T_end, steps: int) -> Array:
+        """Strictly decreasing temperatures, shape (steps + 1,), from T_start to T_end."""
+
+    def times(self, schedule, T_start, T_end, steps):
+        return schedule.time_at_temperature(self.temperatures(T_start, T_end, steps))
+
+
+class KarrasGrid(_TemperatureGrid):
+    """Karras et al. (2022): sigma = sqrt(T) uniform in sigma^(1/rho); ``rho=7`` by default."""
+
+    rho: float = 7.0
+
+    def __check_init__(self):
+        r = concrete(self.rho)
+        if r is not None and not (np.all(np.isfinite(r)) and np.all(r > 0)):
+            raise ValueError(f"KarrasGrid: rho must be > 0, got {r!r}")
+
+    def temperatures(self, T_start, T_end, steps):
+        i = jnp.arange(steps + 1, dtype=jnp.result_type(T_start, float)) / steps
+        a, b = jnp.sqrt(T_start) ** (1 / self.rho), jnp.sqrt(T_end) ** (1 / self.rho)
+        sig = (a + i * (b - a)) ** self.rho
+        return (sig**2).at[0].set(T_start).at[-1].set(T_end)
+
+
+class CriticalGrid(_TemperatureGrid):
+    """Concentrates steps around a critical temperature T_c (SPEC section 6).
+
+    The step density in log T is a mixture: ``1 - fraction`` of the steps uniform in log T over
+    [T_end, T_start] and ``fraction`` in a Gaussian bump of standard deviation ``width`` (in
+    log T) at log T_c. Where symmetry breaks the trajectories decide their class; that is where
+    the discretisation error changes the outcome (class balance), so that is where steps go.
+
+    **Arguments:**
+    - ``T_c``: the critical temperature (e.g. ``td.critical_temperature(ensemble)``), > 0.
+    - ``width``: standard deviation of the bump in log T, > 0 (default 0.5).
+    - ``fraction``: share of steps in the bump, in [0, 1) (default 0.5).
+    """
+
+    T_c: float
+    width: float = 0.5
+    fraction: float = 0.5
+
+    def __check_init__(self):
+        check_temperature(self.T_c, "T_c")
+        w, f = concrete(self.width), concrete(self.fraction)
+        if w is not None and not (np.all(np.isfinite(w)) and np.all(w > 0)):
+            raise ValueError(f"CriticalGrid: width must be > 0, got {w!r}")
+        if f is not None and not (np.all(np.isfinite(f)) and np.all(f >= 0) and np.all(f < 1)):
+            raise ValueError(f"CriticalGrid: fraction must lie in [0, 1), got {f!r}")
+
+    def temperatures(self, T_start, T_end, steps):
+        dtype = jnp.result_type(T_start, float)
+        lo, hi = jnp.log(T_end), jnp.log(T_start)
+        ell = jnp.linspace(lo, hi, 4097, dtype=dtype)
+        z = (ell - jnp.log(self.T_c)) / self.width
+        bump = jnp.exp(-0.5 * z**2)
+        bump_mass = jnp.sum(0.5 * (bump[1:] + bump[:-1]) * jnp.diff(ell))
+        dens = (1 - self.fraction) / (hi - lo) + self.fraction * bump / jnp.maximum(bump_mass, jnp.finfo(dtype).tiny)
+        cdf = jnp.concatenate([jnp.zeros((1,), dtype), jnp.cumsum(0.5 * (dens[1:] + dens[:-1]) * jnp.diff(ell))])
+        cdf = cdf / cdf[-1]
+        q = 1 - jnp.arange(steps + 1, dtype=dtype) / steps  # from T_start (cdf 1) down
+        T = jnp.exp(jnp.interp(q, cdf, ell))
+        return T.at[0].set(T_start).at[-1].set(T_end)
+
+
+def _default_range(schedule, T_start, T_end):
+    if T_start is None:
+        T_start = schedule.temperature(schedule.t_max)
+    if T_end is None:
+        T_end = jnp.maximum(schedule.temperature(schedule.t_min), 1e-4)
+    return jnp.asarray(T_start, jnp.result_type(T_start, float)), jnp.asarray(T_end, jnp.result_type(T_end, float))
+
+
+def time_grid(schedule: AbstractSchedule, steps: int, grid: AbstractGrid | None = None, *, T_start=None, T_end=None) -> Array:
+    """The sampler's diffusion times, shape (steps + 1,), strictly decreasing.
+
+    **Arguments:**
+    - ``schedule``: the forward process.
+    - ``steps``: number of steps, an integer >= 1.
+    - ``grid``: ``UniformGrid()`` (uniform in t, default), ``KarrasGrid(rho)`` or
+      ``CriticalGrid(T_c, width, fraction)``.
+    - ``T_start``, ``T_end``: temperatures of the first and last node. Defaults: T(t_max) and
+      max(T(t_min), 1e-4) (the schedule's range, stopped short of T = 0 where the score diverges).
+
+    **Returns:** the times t_0 > t_1 > ... > t_steps.
+    """
+    _check_steps(steps)
+    grid = UniformGrid() if grid is None else grid
+    if not isinstance(grid, AbstractGrid):
+        raise TypeError(f"grid must be UniformGrid(), KarrasGrid() or CriticalGrid(...), got {type(grid).__name__}")
+    if T_start is not None:
+        check_temperature(T_start, "T_start")
+    if T_end is not None:
+        check_temperature(T_end, "T_end")
+    Ts, Te = _default_range(schedule, T_start, T_end)
+    cs, ce = concrete(Ts), concrete(Te)
+    if cs is not None and ce is not None and not cs > ce:
+        raise ValueError(f"T_start must be > T_end (sampling cools), got T_start={cs!r}, T_end={ce!r}")
+    return grid.times(schedule, Ts, Te, steps)
+
+
+# ----------------------------------------------------------------------------- sample
+class Trajectory(eqx.Module):
+    """States saved during sampling.
+
+    - ``x``: the final state, shape (d,).
+    - ``t``: the saved diffusion times, shape (n,), in the order they were reached (decreasing).
+    - ``T``: their temperatures, shape (n,).
+    - ``xs``: the saved states, shape (n, d).
+    """
+
+    x: Array
+    t: Array
+    T: Array
+    xs: Array
+
+
+def _check_steps(steps):
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+
+
+def _validate_ts(schedule, ts):
+    ts = jnp.asarray(ts)
+    if not jnp.issubdtype(ts.dtype, jnp.floating):
+        ts = ts.astype(jnp.result_type(float))
+    if ts.ndim != 1 or ts.shape[0] < 2:
+        raise ValueError(f"ts must be a 1-D array of at least 2 times (start, ..., end), got shape {ts.shape}")
+    c = concrete(ts)
+    if c is None:
+        return ts
+    check_finite("ts", c)
+    if not np.all(np.diff(c) < 0):
+        raise ValueError("ts must be strictly decreasing (sampling runs from hot t_max to cold t_min)")
+    lo, hi = concrete(schedule.t_min), concrete(schedule.t_max)
+    if lo is not None and hi is not None and (c[-1] < lo - 1e-12 or c[0] > hi + 1e-9 * max(1.0, abs(float(hi)))):
+        raise ValueError(f"ts must lie in the schedule's range [{float(lo)}, {float(hi)}], got [{c[-1]}, {c[0]}]")
+    T_end = concrete(schedule.temperature(c[-1]))
+    if T_end is not None and not T_end > 0:
+        raise ValueError(f"the last time ts[-1] = {c[-1]} has temperature T = {T_end} <= 0; stop at T > 0")
+    return ts
+
+
+def _check_model_output(model, schedule, x_T, t):
+    try:
+        out = jax.eval_shape(lambda x: model.denoise(x, t, schedule), x_T)
+    except Exception as err:
+        raise ValueError(f"model could not be evaluated on one state of shape {x_T.shape}: {err}") from err
+    if getattr(out, "shape", None) != x_T.shape:
+        raise ValueError(
+            f"model output must have the state's shape {x_T.shape}, got {getattr(out, 'shape', type(out))}"
+        )
+
+
+def sample(
+    model,
+    schedule: AbstractSchedule,
+    solver: AbstractSolver,
+    key: Key,
+    x_T: Vector,
+    *,
+    steps: int | None = None,
+    ts=None,
+    grid: AbstractGrid | None = None,
+    T_start=None,
+    T_end=None,
+    save_at=None,
+    denoise_final: bool = False,
+):
+    """Integrate the reverse dynamics from x_T down to a cold time (SPEC section 6).
+
+    **Arguments:**
+    - ``model``: an ensemble (exact score), ``Score(fn)``, ``Denoiser(fn)``,
+      ``NoisePrediction(fn)``, or any callable ``fn(x, t)`` returning the score (e.g. an
+      equinox module). ``fn`` acts on one state in the schedule's native coordinates.
+    - ``schedule``: the forward process (VE, VP, DDPM, OU, Cosine).
+    - ``solver``: a solver object (``EulerMaruyama()``, ``DDIM(eta)``, ...).
+    - ``key``: PRNG key; the same key gives the same trajectory.
+    - ``x_T``: the initial state, shape (d,), at the first time of the grid (N(0, s^2 I) of the
+      schedule's top, or ``late_start``).
+    - ``steps``: number of steps on ``grid`` between ``T_start`` and ``T_end`` (see
+      ``time_grid``); or
+    - ``ts``: explicit strictly decreasing diffusion times (overrides steps/grid/T_start/T_end).
+    - ``save_at``: temperatures at which to save the state. They are inserted into the grid as
+      extra nodes, so the saved states are at exactly those temperatures (each adds one step).
+    - ``denoise_final``: return E[y | x] at the last time instead of x (a final denoising step).
+
+    **Returns:** the final state (shape (d,)), or a ``Trajectory`` when ``save_at`` is given.
+    """
+    if not isinstance(schedule, AbstractSchedule):
+        raise TypeError(f"schedule must be an AbstractSchedule (VE, VP, DDPM, OU, Cosine), got {type(schedule).__name__}")
+    if not isinstance(solver, AbstractSolver):
+        raise TypeError(f"solver must be a solver object such as td.EulerMaruyama(), got {type(solver).__name__}")
+    model = as_model(model, schedule)
+    x_T = jnp.asarray(x_T)
+    if not jnp.issubdtype(x_T.dtype, jnp.floating):
+        x_T = x_T.astype(jnp.result_type(float))
+    dim = model.dim
+    if x_T.ndim != 1 or (dim is not None and x_T.shape[0] != dim):
+        want = f"({dim},)" if dim is not None else "(d,)"
+        raise ValueError(f"x_T must have shape {want} (one state; use jax.vmap for batches), got {x_T.shape}")
+    check_finite("x_T", x_T)
+    if ts is None:
+        if steps is None:
+            raise ValueError("give either steps (with an optional grid) or ts (explicit times)")
+        ts = time_grid(schedule, steps, grid, T_start=T_start, T_end=T_end)
+    else:
+        if steps is not None or grid is not None or T_start is not None or T_end is not None:
+            raise ValueError("ts overrides steps/grid/T_start/T_end: give one or the other")
+    ts = _validate_ts(schedule, ts)
+    _check_model_output(model, schedule, x_T, ts[0])
+    save_T = None
+    if save_at is not None:
+        save_T = jnp.atleast_1d(jnp.asarray(save_at, jnp.result_type(ts.dtype, float)))
+        if save_T.ndim != 1:
+            raise ValueError(f"save_at must be a temperature or a 1-D array of temperatures, got shape {save_T.shape}")
+        check_temperature(save_T, "save_at")
+        c, cts = concrete(save_T), concrete(schedule.temperature(ts))
+        if c is not None and cts is not None and (c.max() > cts[0] * (1 + 1e-9) or c.min() < cts[-1] * (1 - 1e-9)):
+            raise ValueError(
+                f"save_at temperatures must lie in the sampled range [{cts[-1]:.6g}, {cts[0]:.6g}], got [{c.min():.6g}, {c.max():.6g}]"
+            )
+    return _sample(model, schedule, solver, key, x_T, ts, save_T, denoise_final)
+
+
+@eqx.filter_jit
+def _sample(model, schedule, solver, key, x_T, ts, save_T, denoise_final):
+    ts = ts.astype(jnp.result_type(ts.dtype, x_T.dtype))
+    n_nodes = ts.shape[0]
+    if save_T is not None:
+        t_save = schedule.time_at_temperature(save_T).astype(ts.dtype)
+        allt = jnp.concatenate([ts, t_save])
+        order = jnp.argsort(-allt, stable=True)
+        ts_all = allt[order]
+        rank = jnp.argsort(order)  # position of each original entry in the merged grid
+        is_save = jnp.zeros(ts_all.shape, bool).at[rank[n_nodes:]].set(True)
+        slot = jnp.cumsum(is_save) - 1
+        n_save = save_T.shape[0]
+        buf = jnp.zeros((n_save,) + x_T.shape, x_T.dtype)
+        buf = jnp.where(is_save[0], buf.at[0].set(x_T), buf)
+    else:
+        ts_all = ts
+    keys = jax.random.split(key, ts_all.shape[0] - 1)
+
+    if save_T is None:
+
+        def body(x, inp):
+            t0, t1, k = inp
+            return solver.step(model, schedule, t0, t1, x, k).astype(x.dtype), None
+
+        x, _ = jax.lax.scan(body, x_T, (ts_all[:-1], ts_all[1:], keys))
+    else:
+
+        def body(carry, inp):
+            x, buf = carry
+            t0, t1, k, save, s = inp
+            x = solver.step(model, schedule, t0, t1, x, k).astype(x.dtype)
+            buf = jax.lax.dynamic_update_index_in_dim(buf, jnp.where(save, x, buf[s]), s, 0)
+            return (x, buf), None
+
+        (x, buf), _ = jax.lax.scan(
+            body, (x_T, buf), (ts_all[:-1], ts_all[1:], keys, is_save[1:], jnp.maximum(slot[1:], 0))
+        )
+    if denoise_final:
+        x = model.denoise(x, ts_all[-1], schedule)
+    if save_T is None:
+        return x
+    t_saved = jnp.sort(schedule.time_at_temperature(save_T).astype(ts.dtype))[::-1]
+    return Trajectory(x=x, t=t_saved, T=schedule.temperature(t_saved), xs=buf)
+
+
+# ----------------------------------------------------------------------------- late start
+def late_start(key: Key, data, schedule: AbstractSchedule, t) -> Vector:
+    """One state from the Gaussian late start of Raya & Ambrogioni (SPEC section 6).
+
+    x_t ~ N(theta mu, theta^2 (C + T I)) with mu, C the data mean and covariance (in VP:
+    abar C + (1 - abar) I); start the sampler at t with ``ts`` beginning at t (or
+    ``T_start=schedule.temperature(t)``) instead of at the schedule's top.
+
+    **Arguments:**
+    - ``key``: PRNG key (vmap over keys for a batch).
+    - ``data``: an ensemble (its ``mean()`` and ``covariance()``), or data points (N, d).
+    - ``schedule``, ``t``: the process and the late start time.
+
+    **Returns:** a state of shape (d,).
+    """
+    from ._ensembles._base import AbstractEnsemble, as_float_array
+
+    if isinstance(data, AbstractEnsemble):
+        mu, C = data.mean(), data.covariance()
+    else:
+        pts = as_float_array("data", data, ndim=2)
+        if pts.shape[0] < 2:
+            raise ValueError(f"data must hold at least 2 points to estimate a covariance, got {pts.shape[0]}")
+        check_finite("data", pts)
+        mu = pts.mean(0)
+        C = jnp.cov(pts, rowvar=False).reshape(pts.shape[1], pts.shape[1])
+    T = schedule.temperature(t)
+    check_temperature(T, "T(t)")
+    theta = schedule.signal_scale(t)
+    L = jnp.linalg.cholesky(C + T * jnp.eye(C.shape[0], dtype=C.dtype))
+    z = jax.random.normal(key, mu.shape, mu.dtype)
+    return theta * (mu + L @ z)
+
+
+__all__ = [
+    "AbstractGrid",
+    "AbstractSolver",
+    "CriticalGrid",
+    "DDIM",
+    "EulerMaruyama",
+    "ExponentialEuler",
+    "KarrasGrid",
+    "LangevinCorrector",
+    "ProbabilityFlowEuler",
+    "ProbabilityFlowHeun",
+    "StochasticHeun",
+    "Trajectory",
+    "UniformGrid",
+    "late_start",
+    "sample",
+    "time_grid",
+]
