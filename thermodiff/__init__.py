@@ -5,6 +5,17 @@ x = y + sqrt(T) z. Every function acts on one state; batch with jax.vmap.
 """
 
 from ._bath import BathMoments as BathMoments, BathTrajectory as BathTrajectory, GenerativeBath as GenerativeBath
+from ._dynamics import (
+    class_change_probability as class_change_probability,
+    class_posterior as class_posterior,
+    cloning_probability as cloning_probability,
+    decision_sensitivity as decision_sensitivity,
+    Estimate as Estimate,
+    PHI_CRITICAL as PHI_CRITICAL,
+    perturbation_response as perturbation_response,
+    speciation_temperature as speciation_temperature,
+    susceptibility_trace as susceptibility_trace,
+)
 from ._ensembles._base import AbstractEnsemble as AbstractEnsemble
 from ._ensembles._curie_weiss import CurieWeiss as CurieWeiss
 from ._ensembles._diffused import Diffused as Diffused
