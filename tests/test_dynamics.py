@@ -136,3 +136,18 @@ def test_bad_input(key):
         td.susceptibility_trace(ens, td.VP(), 1.0, key, jnp.zeros(1), n_probes=0)
     with pytest.raises(ValueError, match="never crosses"):
         td.speciation_temperature([0.1, 0.2], [0.99, 0.98])
+
+
+def test_phi_at_mixture_Tc_and_at_biroli_tS():
+    """Mixture +-m, unit variance: phi = 0.775200 exactly at the thermodynamic T_c = |m|^2 - 1
+    and, in Biroli et al.'s high-dimensional limit, at t_S (T_S = Lambda - 1 = |m|^2)."""
+    for a2 in [4.0, 64.0]:
+        m = jnp.zeros(4).at[0].set(np.sqrt(a2))
+        mix = td.GaussianMixture(jnp.stack([m, -m]), 1.0)
+        Tc = float(td.critical_temperature(mix))
+        np.testing.assert_allclose(Tc, a2 - 1.0, rtol=1e-7)
+        e = td.cloning_probability(mix, None, Tc, n_pairs=40000)
+        assert abs(float(e.value) - td.PHI_CRITICAL) < 5 * float(e.stderr)
+    # at T_S = |m|^2 the gap to 0.775200 closes like 1/|m|^2 (the two-delta curve at 1 + 1/|m|^2)
+    gaps = [abs(float(td.cloning_probability(td.TwoDeltas(1.0), None, 1.0 + 1.0 / a2).value) - td.PHI_CRITICAL) for a2 in [16.0, 64.0, 256.0]]
+    assert gaps[2] < 2e-3 and 3.5 < gaps[0] / gaps[1] < 4.5
