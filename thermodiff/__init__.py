@@ -76,6 +76,12 @@ from ._schedules import (
     VE as VE,
     VP as VP,
 )
+from ._speciation import (
+    CollapseMeasurement as CollapseMeasurement,
+    measure_collapse as measure_collapse,
+    speciation_time as speciation_time,
+    SpeciationPrediction as SpeciationPrediction,
+)
 from ._thermo import (
     entropy as entropy,
     free_energy as free_energy,
