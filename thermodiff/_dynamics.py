@@ -130,7 +130,9 @@ def cloning_probability(
     - ``solver``, ``steps``, ``grid``, ``T_end``: how each copy is integrated from T (defaults:
       EulerMaruyama, 100 Karras-free uniform steps, T_end = max(T(t_min), 1e-4)).
     - ``classify``: ``classify(x) -> int`` on a final state (native coordinates); default for
-      ensembles: the most probable class under the exact posterior at T_end.
+      ensembles: the most probable class under the exact posterior at T_end. For overlapping
+      mixture components this labels a sample by where it lands, not by the component that drew
+      it, which biases the simulated phi against the exact one by the overlap.
     - ``labels``: class labels of a FiniteDataset's points (default: each point its own class).
     - ``x_T``: states at T, shape (n_pairs, d), for non-ensemble models.
 
@@ -278,6 +280,11 @@ def perturbation_response(
     One forward-mode JVP through the whole sampler from T to ``T_end`` with the noise shared
     between the two runs (same key), SPEC section 6. ``v`` defaults to a random unit direction
     drawn from ``key``; E_v |J v|^2 = |J|_F^2/d for a random unit v.
+
+    Both x_T and x_0 are in the schedule's native coordinates (multiply by theta_T/theta_end for
+    the VE-picture response). As T_end -> 0 the response concentrates on the few trajectories
+    that sit on a decision boundary (spikes of height ~1/T_end): average over many x_T, or stop
+    at a moderate ``T_end`` (the default stops at max(T(t_min), 1e-4)).
 
     **Returns:** the scalar response.
     """
