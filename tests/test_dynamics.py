@@ -151,3 +151,11 @@ def test_phi_at_mixture_Tc_and_at_biroli_tS():
     # at T_S = |m|^2 the gap to 0.775200 closes like 1/|m|^2 (the two-delta curve at 1 + 1/|m|^2)
     gaps = [abs(float(td.cloning_probability(td.TwoDeltas(1.0), None, 1.0 + 1.0 / a2).value) - td.PHI_CRITICAL) for a2 in [16.0, 64.0, 256.0]]
     assert gaps[2] < 2e-3 and 3.5 < gaps[0] / gaps[1] < 4.5
+
+
+def test_exact_cloning_with_labels_under_jit():
+    pts = jnp.array([[1.0, 0.0], [1.2, 0.1], [-1.0, 0.0], [-0.9, -0.2]])
+    ens = td.FiniteDataset(pts)
+    labels = np.array([0, 0, 1, 1])
+    f = jax.jit(lambda T: td.cloning_probability(ens, None, T, labels=labels, n_pairs=256).value)
+    np.testing.assert_allclose(float(f(0.5)), float(td.cloning_probability(ens, None, 0.5, labels=labels, n_pairs=256).value), rtol=1e-12)

@@ -5,6 +5,7 @@ x = y + sqrt(T) z. Every function acts on one state; batch with jax.vmap.
 """
 
 from ._bath import BathMoments as BathMoments, BathTrajectory as BathTrajectory, GenerativeBath as GenerativeBath
+from ._data import load_digits as load_digits
 from ._dynamics import (
     class_change_probability as class_change_probability,
     class_posterior as class_posterior,
@@ -33,6 +34,21 @@ from ._hierarchy import (
     first_split_temperature as first_split_temperature,
     FirstSplit as FirstSplit,
     SplitNode as SplitNode,
+)
+from ._memory import (
+    collapse_temperature as collapse_temperature,
+    collapse_temperature_from_data as collapse_temperature_from_data,
+    Condensation as Condensation,
+    excess_entropy as excess_entropy,
+    ExcessEntropy as ExcessEntropy,
+    hopfield_capacity as hopfield_capacity,
+    hopfield_capacity_prediction as hopfield_capacity_prediction,
+    hopfield_energy as hopfield_energy,
+    hopfield_fixed_points as hopfield_fixed_points,
+    hopfield_update as hopfield_update,
+    HopfieldFixedPoints as HopfieldFixedPoints,
+    posterior_condensation as posterior_condensation,
+    rem_entropy as rem_entropy,
 )
 from ._meanfield import (
     critical_exponents as critical_exponents,

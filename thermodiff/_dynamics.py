@@ -81,10 +81,13 @@ def _check_labels(ensemble, labels):
         return None
     if not isinstance(ensemble, FiniteDataset):
         raise ValueError("labels are only meaningful for a FiniteDataset")
+    if isinstance(labels, jax.core.Tracer):
+        raise ValueError("labels must be a concrete integer array (the number of classes is static): "
+                         "close over them instead of passing them through jax.jit/vmap")
     lab = np.asarray(labels)
     if lab.shape != (ensemble.n_points,) or not np.issubdtype(lab.dtype, np.integer) or lab.min() < 0:
         raise ValueError(f"labels must be non-negative integers of shape ({ensemble.n_points},), got {lab.dtype} {lab.shape}")
-    return jnp.asarray(lab)
+    return lab.astype(np.int32)  # NumPy, not jnp: inside a jit a jnp constant is a tracer
 
 
 # ----------------------------------------------------------------------------- cloning
@@ -149,9 +152,10 @@ def cloning_probability(
         T = jnp.asarray(T, jnp.result_type(float))
         if isinstance(ens, TwoDeltas):
             return Estimate(_phi_two_deltas(ens, T), jnp.zeros_like(T))
+        n_classes = None if labels is None else int(np.max(np.asarray(labels))) + 1
         y = ens.sample(jax.random.key(0), n_pairs)
         x = y + jnp.sqrt(T) * jax.random.normal(jax.random.key(1), y.shape, y.dtype)
-        s = jax.vmap(lambda xi: jnp.sum(class_posterior(ens, xi, T, labels) ** 2))(x)
+        s = jax.vmap(lambda xi: jnp.sum(class_posterior(ens, xi, T, labels, n_classes) ** 2))(x)
         return Estimate(jnp.mean(s), jnp.std(s) / np.sqrt(n_pairs))
 
     if schedule is None:
