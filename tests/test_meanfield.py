@@ -227,3 +227,114 @@ def test_asymmetric_data_need_the_first_split_criterion():
     t1 = float(td.critical_temperature(ds, "first_split"))
     assert t1 == pytest.approx(float(td.first_split_temperature(ds)), rel=1e-12)
     assert 0 < t1 < float(jnp.max(jnp.sum((ds.points - ds.mean()[None, :]) ** 2, axis=1)))
+
+
+# ---------------------------------------------------------------------------- vmap-safe solves
+def _mirror_clusters(n=200, d=8, sep=2.0, sigma=0.5, seed=0):
+    """n mirror-symmetric points in d dimensions: n/2 around +sep u and their images -y."""
+    rng = np.random.default_rng(seed)
+    u = rng.standard_normal(d)
+    u /= np.linalg.norm(u)
+    half = sep * u[None, :] + sigma * rng.standard_normal((n // 2, d))
+    return np.concatenate([half, -half]), u
+
+
+def test_small_solve_accuracy_pivoting_and_derivatives():
+    from thermodiff._meanfield import _SMALL_SOLVE_MAX_DIM, _small_solve
+
+    rng = np.random.default_rng(0)
+    solve = jax.jit(_small_solve)
+    for d in (1, 3, 8, _SMALL_SOLVE_MAX_DIM + 3):  # d = 1 (division), elimination, LAPACK
+        A = rng.normal(size=(d, d)) + 2 * math.sqrt(d) * np.eye(d)
+        if d > 1:
+            A[0, 0] = 0.0  # needs a row exchange
+        b = rng.normal(size=d)
+        x = np.asarray(solve(jnp.asarray(A), jnp.asarray(b)))
+        assert x.shape == (d,)
+        assert np.abs(A @ x - b).max() < 1e-12 * np.abs(A).max() * max(np.abs(x).max(), 1.0), d
+        np.testing.assert_allclose(x, np.linalg.solve(A, b), rtol=1e-11, atol=1e-12)
+    B = rng.normal(size=(8, 3))
+    X = np.asarray(solve(jnp.asarray(A[:8, :8]), jnp.asarray(B)))  # several right-hand sides
+    np.testing.assert_allclose(A[:8, :8] @ X, B, atol=1e-12)
+    # vmapped, and its reverse-mode derivatives (custom_root transposes it) agree with LAPACK's
+    As = jnp.asarray(rng.normal(size=(5, 4, 4)) + 4 * np.eye(4))
+    bs = jnp.asarray(rng.normal(size=(5, 4)))
+    loss = lambda solve: lambda A, b: jnp.sum(jnp.sin(solve(A, b)))  # noqa: E731
+    g1 = jax.jit(jax.vmap(jax.grad(loss(_small_solve), argnums=(0, 1))))(As, bs)
+    g2 = jax.vmap(jax.grad(loss(jnp.linalg.solve), argnums=(0, 1)))(As, bs)
+    for a, b in zip(g1, g2):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def _sweep_point(ens, T):
+    x0 = ens.mean() + 0.5
+    return (td.fixed_point(ens, T, x0), td.susceptibility(ens, T), td.heat_capacity(ens, T),
+            jax.grad(lambda T_: td.order_parameter(ens, T_))(T))
+
+
+def test_vmapped_sweep_uses_no_batched_lapack():
+    """Batched LAPACK kernels (jnp.linalg.solve under vmap) deadlock jaxlib 0.10 on a small CPU
+    pool; the solver hot paths (Newton, implicit tangents, chi and C) must not emit any. (The
+    principal axis of the default start is one unbatched eigh: allowed.)"""
+    import re
+
+    pts, u = _mirror_clusters()
+    ensembles = [td.FiniteDataset(jnp.asarray(pts)),
+                 td.GaussianMixture(jnp.asarray(np.stack([2 * u, -2 * u])), jnp.asarray([0.25, 0.25]))]
+    for ens in ensembles:
+        Ts = jnp.linspace(0.5, 5.0, 16)
+        for fn in (_sweep_point, td._meanfield._equilibrium):
+            hlo = jax.jit(lambda e, Ts: jax.vmap(lambda T: fn(e, T))(Ts)).lower(ens, Ts).as_text()
+            calls = [line for line in hlo.splitlines() if "custom_call @lapack" in line]
+            assert not [c for c in calls if re.search(r"@lapack_\w*(getrf|getrs|trsm|gesv)", c)], type(ens).__name__
+            assert all('num_batch_dims = "0"' in c for c in calls), (type(ens).__name__, calls)
+
+
+_SWEEP_SCRIPT = r"""
+import sys, time
+import jax
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp, numpy as np
+sys.path.insert(0, sys.argv[1])
+import test_meanfield as tm
+import thermodiff as td
+pts, u = tm._mirror_clusters()
+ens = {"finite": td.FiniteDataset(jnp.asarray(pts)),
+       "mixture": td.GaussianMixture(jnp.asarray(np.stack([2 * u, -2 * u])), jnp.asarray([0.25, 0.25]))}
+
+
+def point(e, T):
+    if isinstance(e, td.GaussianMixture):  # the public sweep (deadlocked with jaxlib 0.10's LAPACK)
+        return td.fixed_point(e, T, e.mean() + 0.5), td.susceptibility(e, T), td.heat_capacity(e, T)
+    # Newton solve + implicit tangent solve (the two former LAPACK sites), cheaper to compile
+    return jax.jvp(lambda T_: td.fixed_point(e, T_, e.mean() + 0.5), (T,), (jnp.ones_like(T),))
+
+
+for name, e in ens.items():
+    t0 = time.perf_counter()
+    Ts = jnp.asarray(np.geomspace(0.7, 10.0, 10_000 if name == "mixture" else 2_000))
+    out = jax.jit(jax.vmap(lambda T: point(e, T)))(Ts)
+    ok = all(bool(jnp.all(jnp.isfinite(o))) for o in out)
+    print(name, ok, round(time.perf_counter() - t0, 2), flush=True)
+"""
+
+
+def test_vmapped_10k_temperature_sweep_does_not_hang():
+    """A sweep that deadlocked (10^4 temperatures of a d = 8 mixture in one vmap: fixed_point +
+    susceptibility + heat_capacity), and the Newton + implicit-tangent solves of a FiniteDataset
+    (N = 200, d = 8) over 2000 temperatures, in a subprocess with a timeout: they finish,
+    finite. (10^4 temperatures of both, public and fused, run in ``python -m benchmarks --only
+    meanfield_sweep`` with a hard timeout.)"""
+    import os
+    import subprocess
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "JAX_ENABLE_X64": "1"}
+    proc = subprocess.run([sys.executable, "-c", _SWEEP_SCRIPT, here], capture_output=True, text=True,
+                          timeout=240, env=env, cwd=here)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in proc.stdout.strip().splitlines())
+    assert set(lines) == {"finite", "mixture"}
+    for name, rest in lines.items():
+        assert rest.startswith("True"), (name, rest)

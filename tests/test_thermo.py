@@ -133,3 +133,30 @@ def test_diffused_bad_time():
         dif.score(jnp.zeros(1), 0.0)
     with pytest.raises(TypeError, match="schedule"):
         td.Diffused(td.TwoDeltas(1.0), "vp")
+
+
+def test_equilibrium_heat_capacity_vmap_matches_loop():
+    """Regression: heat_capacity (x omitted) vmapped over >= ~100 temperatures of a FiniteDataset
+    gave NaN at a few lanes (single calls finite). Root cause: the rounding-level shift mu =
+    eps (1 + max|A|) of the implicit tangent solve was differentiated; the JVP of jnp.max
+    divides by the count of entries equal to the max, which XLA made 0 by recomputing the
+    operand in another fusion (0/0 = NaN). Both the closed form and the second derivative
+    through the implicit fixed point (-T d^2 free_energy/dT^2) must be finite and equal to a
+    per-temperature loop."""
+    rng = np.random.default_rng(0)
+    u = rng.standard_normal(8)
+    u /= np.linalg.norm(u)
+    half = 2.0 * u[None, :] + 0.5 * rng.standard_normal((100, 8))
+    ds = td.FiniteDataset(jnp.asarray(np.concatenate([half, -half])))  # T_c = 3.4477
+    Ts = jnp.asarray(3.4477 * np.geomspace(0.2, 3.0, 200))
+
+    def c_implicit(T):
+        return -T * jax.jvp(jax.grad(lambda T_: td.free_energy(ds, T_)), (T,), (jnp.ones_like(T),))[1]
+
+    C_vmap = np.asarray(jax.jit(jax.vmap(lambda T: td.heat_capacity(ds, T)))(Ts))
+    C_impl = np.asarray(jax.jit(jax.vmap(c_implicit))(Ts))
+    one = jax.jit(lambda T: td.heat_capacity(ds, T))
+    C_loop = np.array([float(one(T)) for T in Ts])
+    assert np.all(np.isfinite(C_vmap)) and np.all(np.isfinite(C_impl))
+    np.testing.assert_allclose(C_vmap, C_loop, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(C_impl, C_loop, rtol=1e-6, atol=1e-8)

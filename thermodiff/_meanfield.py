@@ -26,7 +26,7 @@ from ._ensembles._base import AbstractEnsemble, ensemble_dtype
 from ._ensembles._finite import FiniteDataset
 from ._validate import check_finite, check_temperature, concrete, is_concrete
 
-_BACKTRACK = 2.0 ** -jnp.arange(12)
+_BACKTRACK_TRIALS = 12  # line-search trials per Newton step at most (step sizes 1, 1/2, ..., 2^-11)
 _DESCENT_STEPS = 64  # mean-shift steps before the Newton polish on the equilibrium branch
 
 
@@ -47,35 +47,101 @@ def _vector_arg(name, value, dim, dtype):
     return v
 
 
-def _newton(G, u0, max_steps, tol):
-    """Safeguarded Newton for G(u) = 0: Levenberg-regularised steps and a backtracking line
-    search on |G|^2, so it never increases the residual and survives a singular Jacobian at a
-    critical point (where it degrades to linear convergence)."""
+# Largest dimension solved by the pure-jnp elimination of ``_small_solve``; above it, LAPACK.
+_SMALL_SOLVE_MAX_DIM = 64
+
+
+def _small_solve(A: Array, b: Array) -> Array:
+    """Solve A x = b for a small dense (d, d) matrix A; b of shape (d,) or (d, k).
+
+    Gauss-Jordan elimination with partial pivoting written in plain jnp ops (plain division
+    for d = 1), so that it is safe under ``jax.vmap`` (and about as fast as LAPACK there): the
+    LAPACK custom calls behind ``jnp.linalg.solve`` become *batched* kernels under vmap, and
+    jaxlib 0.10's batched kernels (a parallel batch map on XLA:CPU's intra-op pool) deadlock
+    when several run at once on a small pool (seen for >= ~1000 lanes in d = 8 on 2 threads).
+    Differentiable in forward and reverse mode (the pivot choice is piecewise constant).
+    Dimensions above ``_SMALL_SOLVE_MAX_DIM`` (where O(d^3) jnp ops lose to LAPACK, and where
+    sweeps are rare) use ``jnp.linalg.solve``.
+    """
+    d = A.shape[-1]
+    vec = b.ndim == 1
+    B = b[:, None] if vec else b
+    dtype = jnp.result_type(A.dtype, B.dtype)
+    if d == 1:
+        x = B.astype(dtype) / A[0, 0].astype(dtype)
+    elif d > _SMALL_SOLVE_MAX_DIM:
+        x = jnp.linalg.solve(A.astype(dtype), B.astype(dtype))
+    else:
+        idx = jnp.arange(d)
+
+        # Gauss-Jordan elimination with partial pivoting on [A | B], one fori_loop over the
+        # columns (fewer sequential steps than LU + two triangular solves, and a loop rather
+        # than unrolled code, which multiplied the compile times). The right-hand side only
+        # meets row swaps and multiplications/divisions by functions of A, so the solve stays
+        # linear in b (transposable, as custom_root's reverse mode needs).
+        def step(j, carry):
+            U, B = carry
+            p = jnp.argmax(jnp.where(idx >= j, jnp.abs(U[:, j]), -1.0))
+            perm = jnp.where(idx == j, p, jnp.where(idx == p, j, idx))
+            U, B = U[perm], B[perm]
+            row_u, row_b = U[j] / U[j, j], B[j] / U[j, j]
+            f = jnp.where(idx == j, 0.0, U[:, j])
+            U = (U - f[:, None] * row_u[None, :]).at[j].set(row_u)
+            B = (B - f[:, None] * row_b[None, :]).at[j].set(row_b)
+            return U, B
+
+        _, x = jax.lax.fori_loop(0, d, step, (A.astype(dtype), B.astype(dtype)))
+    return x[:, 0] if vec else x
+
+
+def _newton(G, jac, u0, max_steps, tol):
+    """Safeguarded Newton for G(u) = 0 with Jacobian ``jac(u)``: Levenberg-regularised steps
+    and a backtracking line search on |G|^2 (the full step first, then halved at most 11
+    times, only while the merit does not decrease), so it never increases the residual and
+    survives a singular Jacobian at a critical point (where it degrades to linear
+    convergence). Stops when the residual is at tolerance and the last step below sqrt(tol),
+    or when no trial step decreases the residual (rounding level)."""
     d = u0.shape[0]
     eye = jnp.eye(d, dtype=u0.dtype)
 
-    def merit(u):
-        g = G(u)
-        return jnp.sum(g * g)
-
     def step(state):
         k, u, g, _ = state
-        A = jax.jacfwd(G)(u)
-        mu = 1e-14 * (1.0 + jnp.sum(A * A))
-        delta = -jnp.linalg.solve(A.T @ A + mu * eye, A.T @ g)
-        trials = u[None, :] + _BACKTRACK[:, None].astype(u.dtype) * delta[None, :]
-        merits = jax.vmap(merit)(trials)
+        A = jac(u)
+        AtA = A.T @ A
         now = jnp.sum(g * g)
-        better = merits < now
-        idx = jnp.where(jnp.any(better), jnp.argmax(better), jnp.argmin(merits))
-        u_new = jnp.where(merits[idx] <= now, trials[idx], u)
-        g_new = G(u_new)
+        # Levenberg shift at the rounding level of A^T A: steps stay finite on a singular
+        # Jacobian (a critical point, the Goldstone directions of a continuous symmetry), yet
+        # |I - J| down to ~sqrt(eps) (near-critical temperatures) is resolved at full Newton
+        # speed (a fixed 1e-14 damped |I - J| ~ 1e-7 to linear convergence and stopped early).
+        mu = 4 * jnp.finfo(A.dtype).eps * (1.0 + jnp.trace(AtA))
+        delta = -_small_solve(AtA + mu * eye, A.T @ g)
+
+        def trial(j):
+            u_t = u + jnp.asarray(2.0, u.dtype) ** (-j) * delta
+            g_t = G(u_t)
+            return u_t, g_t, jnp.sum(g_t * g_t)
+
+        def backtrack(s):
+            j = s[0]
+            return (j + 1, *trial(j.astype(u.dtype)))
+
+        # merit < now is False for NaN: a non-finite trial is rejected like a worse one
+        _, u_t, g_t, m_t = jax.lax.while_loop(
+            lambda s: (s[0] < _BACKTRACK_TRIALS) & ~(s[3] < now), backtrack, (1, *trial(jnp.zeros((), u.dtype)))
+        )
+        ok = m_t < now
+        u_new = jnp.where(ok, u_t, u)
+        g_new = jnp.where(ok, g_t, g)
         return k + 1, u_new, g_new, jnp.sum((u_new - u) ** 2)
 
     def cond(state):
         k, u, g, du2 = state
         scale = 1.0 + jnp.sqrt(jnp.sum(u * u))
-        unconverged = jnp.sqrt(jnp.sum(g * g)) > tol * scale
+        # Converged: residual at tolerance and, after a step, that step small. Near a critical
+        # point (I - J nearly singular) a residual at tolerance still leaves an error
+        # |(I - J)^{-1} G| in u; the next Newton step removes it (quadratic convergence), so a
+        # last step below sqrt(tol) means an error in u of order tol.
+        unconverged = (jnp.sqrt(jnp.sum(g * g)) > tol * scale) | ((k > 0) & (du2 > tol * scale * scale))
         stalled = (k > 0) & (du2 == 0)  # the line search found no decrease: at rounding level
         return (k < max_steps) & unconverged & ~stalled
 
@@ -83,6 +149,16 @@ def _newton(G, u0, max_steps, tol):
     init = (jnp.asarray(0), u0, g0, jnp.asarray(jnp.inf, u0.dtype))
     _, u, _, _ = jax.lax.while_loop(cond, step, init)
     return u
+
+
+def _regulariser(A):
+    """mu = eps (1 + max|A|): the rounding-level shift of a tangent system, a constant.
+
+    Under ``stop_gradient``: it is no physics, and the JVP of ``jnp.max`` divides by the number
+    of entries equal to the maximum, which XLA can make 0 (0/0 = NaN) when it recomputes the
+    operand of the comparison in a different fusion than the reduction (different rounding);
+    that NaN then leaked into second derivatives (heat capacities) at a few lanes of a vmap."""
+    return jax.lax.stop_gradient(jnp.finfo(A.dtype).eps * (1.0 + jnp.max(jnp.abs(A))))
 
 
 @eqx.filter_jit
@@ -97,10 +173,15 @@ def _fixed_point(ensemble, T, x0, h, max_steps, descent_steps=0):
     def G(u):
         return u - ensemble.denoiser(u, T) - h
 
+    eye = jnp.eye(x0.shape[0], dtype=x0.dtype)
+
+    def jac(u):  # dG/du = I - dm/du = I - Cov[y|u]/T (fluctuation-dissipation, SPEC 2)
+        return eye - ensemble.posterior_cov(u, T) / T
+
     def solve(f, u_init):
         if descent_steps:
             u_init = jax.lax.fori_loop(0, descent_steps, lambda i, u: ensemble.denoiser(u, T) + h, u_init)
-        return _newton(f, u_init, max_steps, tol)
+        return _newton(f, jac, u_init, max_steps, tol)
 
     def tangent_solve(g, y):
         # (I - J + mu I)^{-1} y with mu at rounding level: the ordinary solve (relative bias
@@ -108,8 +189,7 @@ def _fixed_point(ensemble, T, x0, h, max_steps, descent_steps=0):
         # component along the null direction), and smoothly differentiable again (an SVD-based
         # least squares is not, for degenerate spectra such as the hypersphere's).
         A = jax.jacfwd(g)(y)
-        mu = jnp.finfo(A.dtype).eps * (1.0 + jnp.max(jnp.abs(A)))
-        return jnp.linalg.solve(A + mu * jnp.eye(A.shape[0], dtype=A.dtype), y)
+        return _small_solve(A + _regulariser(A) * jnp.eye(A.shape[0], dtype=A.dtype), y)
 
     u = jax.lax.custom_root(G, x0 + h, solve, tangent_solve)
     return u - h
@@ -157,15 +237,62 @@ def fixed_point(
     return _fixed_point(ensemble, jnp.asarray(T, dtype), x0, h, max_steps, _DESCENT_STEPS if stable else 0)
 
 
+def _linear_response(ensemble, T, u, heat: bool = False):
+    """Closed-form implicit derivatives at a fixed point u = x* + h of x* = m_T(x* + h).
+
+    chi = dx*/dh = (I - J)^{-1} J with J = Cov[y|u]/T (SPEC 2); with ``heat`` also the
+    curvature d^2F/dT^2 of F(T) = Phi_T(x*(T)) at h = 0: since grad Phi = x - m vanishes at x*
+    (envelope), dF/dT = d_T Phi and d^2F/dT^2 = d_TT Phi - d_T m . (I - J)^{-1} d_T m, the
+    partial T-derivatives at fixed x by autodiff. One solve with I - J (shifted by the same
+    rounding-level mu as the implicit tangent solve, so finite at a critical point) serves
+    both. Returns (chi, d^2F/dT^2 or None); differentiable (x* through ``custom_root``)."""
+    d = u.shape[0]
+    J = ensemble.posterior_cov(u, T) / T
+    eye = jnp.eye(d, dtype=J.dtype)
+    A = eye - J
+    A = A + _regulariser(A) * eye
+    if not heat:
+        return _small_solve(A, J), None
+    one = jnp.ones_like(T)
+    _, m_T = jax.jvp(lambda T_: ensemble.denoiser(u, T_), (T,), (one,))
+    _, phi_TT = jax.jvp(jax.grad(lambda T_: ensemble.landau(u, T_)), (T,), (one,))
+    sol = _small_solve(A, jnp.concatenate([J, m_T[:, None]], axis=1))
+    return sol[:, :d], phi_TT - m_T @ sol[:, d]
+
+
+def _equilibrium_point(ensemble, T, x0):
+    """(x*, chi, C) on the equilibrium branch from x0 (h = 0): one descent + Newton solve,
+    then ``_linear_response``. Traceable core of ``_equilibrium`` and ``heat_capacity``."""
+    x = _fixed_point(ensemble, T, x0, jnp.zeros_like(x0), 200, _DESCENT_STEPS)
+    chi, d2F = _linear_response(ensemble, T, x, heat=True)
+    return x, chi, -T * d2F
+
+
+def _equilibrium(ensemble: AbstractEnsemble, T: RealScalarLike, x0: Vector | None = None):
+    """Fused equilibrium-branch kernel (private): (x*, chi, C) from ONE fixed-point solve.
+
+    The same quantities as ``fixed_point(ens, T, x0, stable=True)``,
+    ``susceptibility(ens, T, x0=x0)`` and ``heat_capacity(ens, T, x0=x0)`` (default x0: the
+    broken-symmetry start), which solve once each; chi and C come from closed forms at x*
+    sharing one solve with I - J (``_linear_response``). Jittable and vmappable over T."""
+    _check_ensemble(ensemble)
+    check_temperature(T)
+    dtype = ensemble_dtype(ensemble)
+    x0 = _broken_start(ensemble)[0].astype(dtype) if x0 is None else _vector_arg("x0", x0, ensemble.dim, dtype)
+    return _equilibrium_point(ensemble, jnp.asarray(T, dtype), x0)
+
+
 def susceptibility(
     ensemble: AbstractEnsemble, T: RealScalarLike, h: Vector | None = None, x0: Vector | None = None
 ) -> Array:
     """Self-consistent susceptibility chi = dx*/dh = (I - J)^{-1} J, J = Cov[y|x*+h]/T (SPEC 2).
 
-    Obtained by implicit differentiation of ``fixed_point`` (forward mode), never by finite
-    differences. The branch is the one reached from ``x0``; the default is the equilibrium
-    branch (the start of ``order_parameter``); pass ``x0 = ensemble.mean()`` for the symmetric
-    branch below T_c. Two deltas +-1 at h = 0: 1/(T - 1) above T_c = 1, -> 1/(2(1 - T)) below.
+    Obtained by implicit differentiation of the fixed point (the implicit function theorem in
+    closed form at x*, one linear solve with I - J, J from the ensemble's ``posterior_cov``),
+    never by finite differences; differentiable again (with respect to T, h and parameters).
+    The branch is the one reached from ``x0``; the default is the equilibrium branch (the start
+    of ``order_parameter``); pass ``x0 = ensemble.mean()`` for the symmetric branch below T_c.
+    Two deltas +-1 at h = 0: 1/(T - 1) above T_c = 1, -> 1/(2(1 - T)) below.
 
     **Returns:** the (d, d) matrix chi (a 1x1 matrix when d = 1).
     """
@@ -175,7 +302,8 @@ def susceptibility(
     h = jnp.zeros(ensemble.dim, dtype) if h is None else h
     stable = x0 is None
     x0 = _broken_start(ensemble)[0] if x0 is None else x0
-    return jax.jacfwd(lambda h_: fixed_point(ensemble, T, x0, h_, stable=stable))(h)
+    x = fixed_point(ensemble, T, x0, h, stable=stable)
+    return _linear_response(ensemble, jnp.asarray(T, dtype), x + h)[0]
 
 
 def principal_axis(ensemble: AbstractEnsemble) -> tuple[Scalar, Vector]:
@@ -445,6 +573,41 @@ def _exponent(eps, local, fit_x, fit_y, sign=1.0):
     return Exponent(value=value, error=err, fit=slope, eps=tuple(eps.tolist()), local=tuple(local.tolist()))
 
 
+@eqx.filter_jit
+def _exponent_data(ensemble, Tc, T_below, T_above, etas, start, mean, v):
+    """Everything ``critical_exponents`` differentiates, in one compiled function (module
+    level, arrays as arguments: a second call with the same shapes reuses the compilation).
+
+    For each T of a branch (below T_c from the broken start, above from the mean): the order
+    parameter m = (x* - mean).v, chi = v.chi.v and the longitudinal relaxation rate
+    r = 1 - v.J.v (J = Cov[y|x*]/T), each with its T-derivative by forward mode through the
+    implicit fixed point, and the heat capacity C; on the critical isotherm x*(eta v) at T_c,
+    (x* - mean).v and its eta-derivative."""
+    zeros = jnp.zeros_like(mean)
+
+    def branch(T, x0):
+        def obs(T_):
+            x = _fixed_point(ensemble, T_, x0, zeros, 200, _DESCENT_STEPS)
+            J = ensemble.posterior_cov(x, T_) / T_
+            chi = _linear_response(ensemble, T_, x)[0]
+            # Longitudinal rate along the order-parameter axis v (for a continuous symmetry the
+            # transverse Goldstone directions relax at rate 0 below T_c and carry no exponent).
+            return ((x - mean) @ v, v @ chi @ v, 1.0 - v @ J @ v), x
+
+        (m, chi, r), (dm, dchi, dr), x = jax.jvp(obs, (T,), (jnp.ones_like(T),), has_aux=True)
+        x = jax.lax.stop_gradient(x)
+        C = -T * _linear_response(ensemble, T, x, heat=True)[1]
+        return m, dm, chi, dchi, r, dr, C
+
+    def isotherm(eta):
+        x_of = lambda e_: (_fixed_point(ensemble, Tc, start, e_ * v, 200, _DESCENT_STEPS) - mean) @ v  # noqa: E731
+        return jax.jvp(x_of, (eta,), (jnp.ones_like(eta),))
+
+    below = jax.vmap(lambda T: branch(T, start))(T_below)
+    above = jax.vmap(lambda T: branch(T, mean))(T_above)
+    return below, above, jax.vmap(isotherm)(etas)
+
+
 def critical_exponents(
     ensemble: AbstractEnsemble,
     eps: tuple = (1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6),
@@ -483,40 +646,12 @@ def critical_exponents(
     mean = ensemble.mean().astype(dtype)
     T_below = jnp.asarray(Tc * (1 - eps), dtype)
     T_above = jnp.asarray(Tc * (1 + eps), dtype)
-    zeros = jnp.zeros(ensemble.dim, dtype)
-
-    def m_of_T(T):
-        return (_fixed_point(ensemble, T, start, zeros, 200, _DESCENT_STEPS) - mean) @ v
-
-    def chi_of_T(T, x0):
-        return v @ jax.jacfwd(lambda h: _fixed_point(ensemble, T, x0, h, 200, _DESCENT_STEPS))(zeros) @ v
-
-    def rate_of_T(T, x0):
-        # Longitudinal rate along the order-parameter axis v (for a continuous symmetry the
-        # transverse Goldstone directions relax at rate 0 below T_c and carry no exponent).
-        x = _fixed_point(ensemble, T, x0, zeros, 200, _DESCENT_STEPS)
-        return 1.0 - v @ ensemble.posterior_cov(x, T) @ v / T
-
-    def heat(T, x0):
-        from ._thermo import heat_capacity
-
-        return heat_capacity(ensemble, T, x0=x0)
-
-    @jax.jit
-    def below(T):
-        m, dm = jax.jvp(m_of_T, (T,), (jnp.ones_like(T),))
-        chi, dchi = jax.jvp(lambda T_: chi_of_T(T_, start), (T,), (jnp.ones_like(T),))
-        r, dr = jax.jvp(lambda T_: rate_of_T(T_, start), (T,), (jnp.ones_like(T),))
-        return m, dm, chi, dchi, r, dr, heat(T, start)
-
-    @jax.jit
-    def above(T):
-        chi, dchi = jax.jvp(lambda T_: chi_of_T(T_, mean), (T,), (jnp.ones_like(T),))
-        r, dr = jax.jvp(lambda T_: rate_of_T(T_, mean), (T,), (jnp.ones_like(T),))
-        return chi, dchi, r, dr, heat(T, mean)
-
-    m, dm, chi_b, dchi_b, r_b, dr_b, c_b = map(np.asarray, jax.vmap(below)(T_below))
-    chi_a, dchi_a, r_a, dr_a, c_a = map(np.asarray, jax.vmap(above)(T_above))
+    etas = jnp.asarray(lam * eps ** 1.5, dtype)  # critical-isotherm fields, small enough for the asymptotic regime
+    below, above, (x, dx) = _exponent_data(
+        ensemble, jnp.asarray(Tc, dtype), T_below, T_above, etas, start.astype(dtype), mean, v.astype(dtype)
+    )
+    m, dm, chi_b, dchi_b, r_b, dr_b, c_b = map(np.asarray, below)
+    _, _, chi_a, dchi_a, r_a, dr_a, c_a = map(np.asarray, above)
     dT = Tc * eps
     out = {"T_c": Tc}
     out["beta"] = _exponent(eps, -dT * dm / m, eps, m)
@@ -532,14 +667,7 @@ def critical_exponents(
     out["z_nu_below"] = _exponent(eps, -dT * dr_b / r_b, eps, r_b)
 
     # Critical isotherm at T_c: x*(h) along v for h = eta v.
-    etas = jnp.asarray(lam * eps ** 1.5, dtype)  # fields small enough for the asymptotic regime
-
-    @jax.jit
-    def isotherm(eta):
-        x_of = lambda e_: (_fixed_point(ensemble, jnp.asarray(Tc, dtype), start, e_ * v, 200, _DESCENT_STEPS) - mean) @ v  # noqa: E731
-        return jax.jvp(x_of, (eta,), (jnp.ones_like(eta),))
-
-    x, dx = map(np.asarray, jax.vmap(isotherm)(etas))
+    x, dx = np.asarray(x), np.asarray(dx)
     etas = np.asarray(etas)
     # delta_eff = d log h / d log x* = x* / (h dx*/dh); the log-log fit regresses log h on log x*.
     out["delta"] = _exponent(eps**1.5, x / (etas * dx), x, etas)
