@@ -17,9 +17,12 @@
     per step, a stable softmax, NumPy's own normals).
 
     Flops: the two GEMMs of each denoiser call, 2 * 2 * B * N * d per step (the softmax, the
-    noise and the update are not counted). Everything, including a (n x n) jnp matmul that
-    defines the roofline, is timed in the same shuffled round-robin rounds, so every ratio is a
-    ratio of medians of one run. ``matmul_roofline`` (timed alone) is reported alongside.
+    noise and the update are not counted). Every implementation and a (n x n) jnp matmul are
+    timed in the same shuffled round-robin rounds (with a short untimed pause after each call, so
+    that spinning OpenBLAS/XLA threads do not steal the next case's cores), so every ratio is a
+    ratio of medians of one run; paired per-round ratios (wall and process CPU time) are reported
+    too. The roofline is the faster of that matmul's rate in the rounds and ``matmul_roofline``
+    measured alone just before (a perturbed matmul must not inflate the fraction).
 
     Agreement: (1) with the *same* noise (thermodiff's own normals, drawn from the same keys and
     fed to NumPy and to diffrax through a path that returns them), the final states agree to
