@@ -91,12 +91,19 @@ def _check_labels(ensemble, labels):
 
 
 # ----------------------------------------------------------------------------- cloning
-def _phi_two_deltas(ens: TwoDeltas, T):
+def _two_delta_field(ens: TwoDeltas, T):
+    """(a, u, w): 160-point Gauss-Hermite nodes of the field u = mu.x/T for x ~ p_T (SPEC 3.1).
+
+    By symmetry x = +mu + sqrt(T) xi, and only the projection u = (a^2 + a sqrt(T) z)/T matters.
+    """
     a = jnp.sqrt(jnp.sum(ens.mu**2))
     z, w = np.polynomial.hermite_e.hermegauss(160)
     z, w = jnp.asarray(z, a.dtype), jnp.asarray(w / w.sum(), a.dtype)
-    # by symmetry x = +mu + sqrt(T) xi; only the projection mu.x/T = (a^2 + a sqrt(T) z)/T matters
-    u = (a**2 + a * jnp.sqrt(T) * z) / T
+    return a, (a**2 + a * jnp.sqrt(T) * z) / T, w
+
+
+def _phi_two_deltas(ens: TwoDeltas, T):
+    _, u, w = _two_delta_field(ens, T)
     return jnp.sum(w * (1 + jnp.tanh(u) ** 2) / 2)
 
 
@@ -345,10 +352,7 @@ def decision_sensitivity(ensemble: TwoDeltas, T: RealScalarLike) -> Array:
     if not isinstance(ensemble, TwoDeltas):
         raise TypeError(f"decision_sensitivity is exact for TwoDeltas only, got {type(ensemble).__name__}")
     check_temperature(T)
-    a = jnp.sqrt(jnp.sum(ensemble.mu**2))
-    z, w = np.polynomial.hermite_e.hermegauss(160)
-    z, w = jnp.asarray(z, a.dtype), jnp.asarray(w / w.sum(), a.dtype)
-    u = (a**2 + a * jnp.sqrt(T) * z) / T
+    a, u, w = _two_delta_field(ensemble, T)
     return a / (2 * T) * jnp.sum(w / jnp.cosh(u) ** 2)
 
 

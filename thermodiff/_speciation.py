@@ -22,6 +22,7 @@ from ._custom_types import Array, Key
 from ._ensembles._base import as_float_array
 from ._ensembles._diffused import Diffused
 from ._ensembles._finite import FiniteDataset
+from ._memory import collapse_temperature
 from ._samplers import AbstractSolver, EulerMaruyama, KarrasGrid, sample
 from ._schedules import OU, AbstractSchedule
 from ._validate import check_finite, check_temperature
@@ -240,7 +241,7 @@ def measure_collapse(
     n, d = ens.n_points, ens.dim
     pts = np.asarray(ens.points, np.float64)
     s2 = float(np.mean(np.var(pts, axis=0)))
-    T_rem = s2 / (n ** (2.0 / d) - 1.0)
+    T_rem = float(collapse_temperature(n, d, s2))  # SPEC 9, Gaussian with the data's mean variance
     T_high = 4.0 * T_rem if T_high is None else T_high
     T_low = T_rem / 50.0 if T_low is None else T_low
     check_temperature(T_high, "T_high")
