@@ -113,7 +113,10 @@ def speciation_time(
 
 # ----------------------------------------------------------------------------- streaming NN
 def nearest_points(dataset: FiniteDataset, u, T) -> tuple[Array, Array, Array, Array]:
-    """Nearest-neighbour and posterior statistics of one VE state u at temperature T.
+    """Nearest-neighbour and posterior statistics of one VE state u at temperature T (SPEC 9).
+
+    T is the VE-equivalent noise variance (SPEC 1); the posterior over training points is
+    w_n(u, T) = softmax_n((u.y_n - |y_n|^2/2)/T + log pi_n), whose top weight measures condensation.
 
     Streams over the dataset's chunks: an online top-2 of the squared distances and an online
     log-sum-exp of the posterior logits (x.y_n - |y_n|^2/2)/T + log pi_n.
