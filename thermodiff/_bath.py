@@ -54,6 +54,7 @@ from ._ensembles._base import AbstractEnsemble, as_float_array
 from ._ensembles._finite import FiniteDataset
 from ._ensembles._mixture import GaussianMixture
 from ._ensembles._two_deltas import TwoDeltas
+from ._random import normal as _normal
 from ._validate import check_positive, check_temperature, concrete
 
 _SUPPORTED_MC = (TwoDeltas, FiniteDataset, GaussianMixture)
@@ -488,7 +489,7 @@ def _simulate(bath: GenerativeBath, key, schedule, dt, sites0, x0) -> BathTrajec
         k, T = inputs
         kx, ky = jax.random.split(k)
         ybar = jnp.mean(sites, axis=0)
-        z = jax.random.normal(kx, x.shape, dtype)
+        z = _normal(kx, x.shape, dtype)
         if dt is None:  # exact Gibbs draw x ~ N(ybar, T/M)
             x = ybar + jnp.sqrt(T / M) * z
         else:  # exact OU step of dx = -(M/T)(x - ybar) dt + sqrt(2) dW

@@ -38,6 +38,7 @@ import numpy as np
 
 from ._custom_types import Array, Key, Vector
 from ._models import AbstractModel, as_model
+from ._random import normal as _normal
 from ._schedules import AbstractSchedule
 from ._validate import check_finite, check_temperature, concrete
 
@@ -70,7 +71,7 @@ class EulerMaruyama(AbstractSolver):
 
     def step(self, model, schedule, t0, t1, x, key):
         dt = t1 - t0
-        dw = jnp.sqrt(-dt) * jax.random.normal(key, x.shape, x.dtype)
+        dw = jnp.sqrt(-dt) * _normal(key, x.shape, x.dtype)
         return x + _sde_drift(model, schedule, x, t0) * dt + schedule.diffusion(t0) * dw
 
 
@@ -85,7 +86,7 @@ class StochasticHeun(AbstractSolver):
 
     def step(self, model, schedule, t0, t1, x, key):
         dt = t1 - t0
-        dw = jnp.sqrt(-dt) * jax.random.normal(key, x.shape, x.dtype)
+        dw = jnp.sqrt(-dt) * _normal(key, x.shape, x.dtype)
         g0, g1 = schedule.diffusion(t0), schedule.diffusion(t1)
         b0 = _sde_drift(model, schedule, x, t0)
         x_pred = x + b0 * dt + g0 * dw
@@ -146,7 +147,7 @@ class DDIM(AbstractSolver):
         D = model.denoise(x, t0, schedule)
         var = self.eta**2 * T1 * (T0 - T1) / T0
         u1 = D + jnp.sqrt(jnp.maximum(T1 - var, 0.0) / T0) * (u0 - D)
-        u1 = u1 + jnp.sqrt(var) * jax.random.normal(key, x.shape, x.dtype)
+        u1 = u1 + jnp.sqrt(var) * _normal(key, x.shape, x.dtype)
         return theta1 * u1
 
 
@@ -174,7 +175,7 @@ class ExponentialEuler(AbstractSolver):
         dsq = jnp.sqrt(T0) - jnp.sqrt(T1)
         if self.ode:
             return theta1 * (u0 - eps * dsq)
-        xi = jax.random.normal(key, x.shape, x.dtype)
+        xi = _normal(key, x.shape, x.dtype)
         return theta1 * (u0 - 2 * eps * dsq + jnp.sqrt(T0 - T1) * xi)
 
 
@@ -218,7 +219,7 @@ class LangevinCorrector(AbstractSolver):
         x = self.predictor.step(model, schedule, t0, t1, x, kp)
 
         def corrector(x, k):
-            xi = jax.random.normal(k, x.shape, x.dtype)
+            xi = _normal(k, x.shape, x.dtype)
             return x + e * model.score(x, t1, schedule) + jnp.sqrt(2 * e) * xi, None
 
         e = 2 * self.snr**2 * schedule.noise_scale(t1) ** 2
