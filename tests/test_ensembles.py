@@ -308,3 +308,22 @@ def test_bad_ensemble_parameters(make, match):
 def test_non_numeric_data_is_a_type_error():
     with pytest.raises(TypeError, match="points"):
         td.FiniteDataset(np.array([["a", "b"]]))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize("chunk_size", [4096, 3])
+def test_finite_dataset_jacobian_with_exact_ties(dtype, chunk_size):
+    """Fluctuation-dissipation dm/dx = Cov[y|x]/T, vmapped over states whose top logits tie
+    exactly (points symmetric about the state): the max shift of the log-sum-exp must not take
+    part in differentiation (a recomputed max with other rounding would divide by zero ties)."""
+    rng = np.random.default_rng(0)
+    half = rng.normal(size=(5, 4)).astype(dtype)
+    pts = np.concatenate([half, -half])  # symmetric about 0: ties at every x on a symmetry axis
+    ds = td.FiniteDataset(jnp.asarray(pts), chunk_size=chunk_size)
+    x = jnp.asarray(np.concatenate([np.zeros((8, 4)), rng.normal(size=(56, 4))]).astype(dtype))
+    T = jnp.asarray(0.05, dtype)
+    jac = jax.jit(jax.vmap(jax.jacrev(ds.denoiser), in_axes=(0, None)))(x, T)
+    cov = jax.jit(jax.vmap(ds.posterior_cov, in_axes=(0, None)))(x, T)
+    assert bool(jnp.all(jnp.isfinite(jac)))
+    tol = 2e-4 if dtype == jnp.float32 else 1e-10
+    np.testing.assert_allclose(jac * T, cov, atol=tol * float(jnp.max(jnp.abs(cov))) + tol)

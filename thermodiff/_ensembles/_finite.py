@@ -144,7 +144,10 @@ class FiniteDataset(AbstractEnsemble):
 
         def stats(pts, logw):
             logits, xy, half_sq = _chunk_logits(pts, logw, x, T)
-            mx = jnp.max(logits)
+            # The shift cancels exactly in every output, so it is a constant to AD: differentiating
+            # max would split its gradient over the lanes that tie with a max that XLA may
+            # recompute with another rounding (0/0 when none tie; see _meanfield._regulariser).
+            mx = jax.lax.stop_gradient(jnp.max(logits))
             e = jnp.exp(logits - mx)
             out = [mx, jnp.sum(e), e @ pts]
             if with_energy:
