@@ -21,6 +21,9 @@ sys.path.insert(0, ROOT)
 
 from benchmarks import _common  # noqa: E402  (imports no JAX at module level)
 
+# The whole suite in --quick mode takes 1.5-4 minutes on 2 cores: run by .ci/run's slow step.
+pytestmark = pytest.mark.slow
+
 
 def _run(args, timeout=300):
     env = dict(os.environ)
