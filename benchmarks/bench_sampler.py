@@ -424,6 +424,8 @@ def bench_sampler(quick: bool) -> dict:
         "roofline_gflops_alone": roof_alone["jnp_gflops"],
         "thermodiff_gflops": flops / med["thermodiff"] / 1e9,
         "roofline_fraction": td_frac,
+        # the same flops against NumPy's BLAS rate alone (this machine's fastest float32 matmul)
+        "roofline_fraction_vs_numpy_blas": flops / med["thermodiff"] / 1e9 / roof_alone["numpy_gflops"],
         "two_gemms_only_s": med["two_gemms_only"],
         "numpy_s_over_4": med["numpy"] / 4.0,
         "thermodiff_over_two_gemms": med["thermodiff"] / med["two_gemms_only"],
