@@ -52,6 +52,7 @@ __all__ = [
     "numpy_blas_info",
     "openblas",
     "blas_threads",
+    "one_blas_thread",
     "jsonable",
     "all_finite",
     "write_result",
@@ -291,6 +292,19 @@ class blas_threads:
         if self.ok and self._old is not None:
             self.lib.set_num_threads(self._old)
         return False
+
+
+def one_blas_thread(fn):
+    """``fn`` run with NumPy's OpenBLAS limited to one thread. On a shared, oversubscribed
+    machine multi-threaded OpenBLAS stalls in its barriers (its median GEMM time was 10-20x its
+    best here); one thread is slower at best but stable."""
+
+    def wrapped(*args, **kw):
+        with blas_threads(1):
+            return fn(*args, **kw)
+
+    wrapped.__name__ = f"{getattr(fn, '__name__', 'fn')}_1thread"
+    return wrapped
 
 
 # ---------------------------------------------------------------------------------- environment

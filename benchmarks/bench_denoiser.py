@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 
-from ._common import blas_threads, matmul_roofline, register, summarize, time_interleaved
+from ._common import matmul_roofline, one_blas_thread, register, summarize, time_interleaved
 
 GiB = 1024**3
 NUMPY_VARIANTS = ("numpy", "numpy_1thread", "numpy_clamped_1thread")
@@ -61,17 +61,22 @@ def noisy_queries(points: np.ndarray, batch: int, T: float, seed: int = 1) -> np
 # softmax, so the references leave it out.
 
 
-def numpy_denoiser(X: np.ndarray, Yt: np.ndarray, Y: np.ndarray, T) -> np.ndarray:
+def numpy_denoiser(X: np.ndarray, Yt: np.ndarray, Y: np.ndarray, T, *, half_sq=None, clamp: bool = False) -> np.ndarray:
     """Vectorised float32 NumPy: softmax_n((x.y_n - |y_n|^2/2)/T) @ Y, stable, in place.
 
-    ``Yt`` is a C-contiguous copy of ``Y.T`` made once, outside the timing.
+    ``Yt`` is a C-contiguous copy of ``Y.T`` made once, outside the timing; ``half_sq``
+    (|y_n|^2/2) is computed here unless given. ``clamp``: clip the shifted logits at -87 before
+    ``exp`` so it never produces float32 subnormals (NumPy's exp takes a slow path on them;
+    changes weights by < 2e-38, i.e. nothing).
     """
-    inv_t = np.float32(1.0 / T)
-    half_sq = np.float32(0.5) * np.einsum("nd,nd->n", Y, Y)
+    if half_sq is None:
+        half_sq = np.float32(0.5) * np.einsum("nd,nd->n", Y, Y)
     L = X @ Yt
     L -= half_sq
-    L *= inv_t
+    L *= np.float32(1.0 / T)
     L -= L.max(axis=1, keepdims=True)
+    if clamp:
+        np.maximum(L, np.float32(-87.0), out=L)
     np.exp(L, out=L)
     s = L.sum(axis=1, keepdims=True)
     M = L @ Y
@@ -80,21 +85,8 @@ def numpy_denoiser(X: np.ndarray, Yt: np.ndarray, Y: np.ndarray, T) -> np.ndarra
 
 
 def numpy_denoiser_clamped(X: np.ndarray, Yt: np.ndarray, Y: np.ndarray, T) -> np.ndarray:
-    """As :func:`numpy_denoiser`, with shifted logits clamped at -87 before ``exp`` so it never
-    produces float32 subnormals (NumPy's exp takes a slow path on them; changes weights by
-    < 2e-38, i.e. nothing)."""
-    inv_t = np.float32(1.0 / T)
-    half_sq = np.float32(0.5) * np.einsum("nd,nd->n", Y, Y)
-    L = X @ Yt
-    L -= half_sq
-    L *= inv_t
-    L -= L.max(axis=1, keepdims=True)
-    np.maximum(L, np.float32(-87.0), out=L)
-    np.exp(L, out=L)
-    s = L.sum(axis=1, keepdims=True)
-    M = L @ Y
-    M /= s
-    return M
+    """:func:`numpy_denoiser` with ``clamp=True``."""
+    return numpy_denoiser(X, Yt, Y, T, clamp=True)
 
 
 def numpy_denoiser_f64(X: np.ndarray, Y: np.ndarray, T) -> tuple[np.ndarray, np.ndarray]:
@@ -107,19 +99,6 @@ def numpy_denoiser_f64(X: np.ndarray, Y: np.ndarray, T) -> tuple[np.ndarray, np.
     with np.errstate(divide="ignore", invalid="ignore"):
         H = -np.sum(np.where(W > 0, W * np.log(W), 0.0), axis=1)
     return W @ Y, np.exp(H)
-
-
-def _one_blas_thread(fn):
-    """``fn`` run with NumPy's OpenBLAS limited to one thread. On a shared, oversubscribed
-    machine multi-threaded OpenBLAS stalls in its barriers (its median GEMM time was 10-20x its
-    best here); one thread is slower at best but stable."""
-
-    def wrapped(*args):
-        with blas_threads(1):
-            return fn(*args)
-
-    wrapped.__name__ = f"{fn.__name__}_1thread"
-    return wrapped
 
 
 # ---------------------------------------------------------------------------------- prototypes
@@ -371,8 +350,8 @@ def bench_denoiser(quick: bool) -> dict:
             "thermodiff_arg": (td_arg, (ds, Xj, Tj)),
             "thermodiff_chunk512": (td_arg, (ds512, Xj, Tj)),
             "numpy": (numpy_denoiser, (X, Yt, Y, np.float32(T))),
-            "numpy_1thread": (_one_blas_thread(numpy_denoiser), (X, Yt, Y, np.float32(T))),
-            "numpy_clamped_1thread": (_one_blas_thread(numpy_denoiser_clamped), (X, Yt, Y, np.float32(T))),
+            "numpy_1thread": (one_blas_thread(numpy_denoiser), (X, Yt, Y, np.float32(T))),
+            "numpy_clamped_1thread": (one_blas_thread(numpy_denoiser_clamped), (X, Yt, Y, np.float32(T))),
         }
         for k, f in protos.items():
             cases[k] = (f, (Xj, Yj, logw, Tj))

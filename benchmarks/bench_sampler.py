@@ -42,7 +42,8 @@ import time
 
 import numpy as np
 
-from ._common import block, blas_threads, matmul_roofline, register, summarize
+from ._common import block, matmul_roofline, one_blas_thread, register, summarize
+from .bench_denoiser import numpy_denoiser
 
 SIGMA_MIN, SIGMA_MAX = 0.01, 100.0
 
@@ -68,24 +69,6 @@ def dataset(n: int = 1797, d: int = 64, seed: int = 0) -> tuple[np.ndarray, str]
 
 
 # ---------------------------------------------------------------------------------- NumPy
-def numpy_denoiser(X, Y, Yt, half_sq, T, clamp: bool):
-    """softmax_n((x.y_n - |y_n|^2/2)/T) @ Y for a batch X (B, d), float32, two GEMMs.
-
-    ``clamp``: clip the shifted logits at -87 before ``exp`` (avoids float32 subnormals, on
-    which NumPy's exp takes a slow path; changes weights by < 2e-38)."""
-    L = X @ Yt
-    L -= half_sq
-    L *= np.float32(1.0 / T)
-    L -= L.max(axis=1, keepdims=True)
-    if clamp:
-        np.maximum(L, np.float32(-87.0), out=L)
-    np.exp(L, out=L)
-    s = L.sum(axis=1, keepdims=True)
-    M = L @ Y
-    M /= s
-    return M
-
-
 def numpy_sampler(x0, Y, Yt, half_sq, coef, *, seed=None, noise=None, clamp=False):
     """Vectorised NumPy Euler-Maruyama for the reverse SDE of a VE schedule (theta = 1, f = 0):
     x <- x - g^2 (D(x, T) - x)/T dt + g sqrt(-dt) xi with dt < 0. ``coef`` holds per-step
@@ -96,21 +79,13 @@ def numpy_sampler(x0, Y, Yt, half_sq, coef, *, seed=None, noise=None, clamp=Fals
     T, a, b = coef["T"], coef["a"], coef["b"]
     for i in range(T.shape[0]):
         xi = noise[i] if noise is not None else rng.standard_normal(x.shape, dtype=np.float32)
-        D = numpy_denoiser(x, Y, Yt, half_sq, T[i], clamp)
+        D = numpy_denoiser(x, Yt, Y, T[i], half_sq=half_sq, clamp=clamp)
         D -= x
         D *= a[i]
         x += D
         xi = xi * b[i]
         x += xi
     return x
-
-
-def _one_blas_thread(fn):
-    def wrapped(*args, **kw):
-        with blas_threads(1):
-            return fn(*args, **kw)
-
-    return wrapped
 
 
 # ---------------------------------------------------------------------------------- timing
@@ -277,7 +252,7 @@ def bench_sampler(quick: bool) -> dict:
         "b": (gk * np.sqrt(mdt)).astype(np.float32),
     }
     np_plain = lambda x0: numpy_sampler(x0, Y, Yt, half_sq, coef, seed=2)  # noqa: E731
-    np_tuned = _one_blas_thread(lambda x0: numpy_sampler(x0, Y, Yt, half_sq, coef, seed=2, clamp=True))
+    np_tuned = one_blas_thread(lambda x0: numpy_sampler(x0, Y, Yt, half_sq, coef, seed=2, clamp=True))
 
     # --- floors, in jitted scans of the same length: the two GEMMs of a step and nothing else
     # (XLA keeps two dots: it does not reassociate (x Y^T) Y here), and the irreducible work of
