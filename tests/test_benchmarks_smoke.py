@@ -307,6 +307,9 @@ def test_sampler_result(quick_results):
         "roofline_gflops",
         "thermodiff_gflops",
         "roofline_fraction",
+        "roofline_fraction_vs_numpy_blas",
+        "two_gemms_only_s",
+        "gemm_exp_gemm_s",
         "swd_thermodiff",
         "swd_mc_floor",
     ):

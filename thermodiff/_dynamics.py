@@ -51,7 +51,8 @@ class Estimate(eqx.Module):
 
 # ----------------------------------------------------------------------------- classes
 def class_posterior(ensemble: AbstractEnsemble, x: Vector, T: RealScalarLike, labels=None, n_classes: int | None = None) -> Array:
-    """P(c | x) at temperature T: the posterior over the ensemble's classes (VE picture).
+    """P(c | x) at temperature T: the posterior over the ensemble's classes (SPEC section 6; VE picture,
+T the VE-equivalent noise variance).
 
     Classes are the two deltas (+mu first), the components of a ``GaussianMixture``, or, for a
     ``FiniteDataset``, the given integer ``labels`` (shape (N,), values 0..C-1) or each training

@@ -257,7 +257,8 @@ def hopfield_update(patterns, x: Vector, T: RealScalarLike) -> Vector:
 
 
 class HopfieldFixedPoints(NamedTuple):
-    """The stable fixed points (memories) of the Hopfield retrieval at one temperature.
+    """The stable fixed points (memories) of the Hopfield retrieval at one temperature (SPEC section 8;
+T is the VE-equivalent noise variance, beta = 1/T).
 
     - ``memories``: (K, d) the distinct minima of E_T reached from the starts.
     - ``stored``: (K,) bool, a stored memory: one pattern holds posterior weight > ``threshold``
@@ -678,7 +679,8 @@ def rem_entropy(n_points, dim, T, variance=1.0) -> Array:
 
 
 class Condensation(NamedTuple):
-    """Exact finite-N REM observables of the posterior w_n(x, T) over the training points.
+    """Exact finite-N REM observables of the posterior w_n(x, T) over the training points (SPEC section 9;
+T is the VE-equivalent noise variance).
 
     - ``entropy``: -sum_n w_n log w_n (nats; log N for a uniform posterior, 0 when condensed).
     - ``participation_ratio``: 1/sum_n w_n^2 (effective number of points: N uniform, 1 condensed).
@@ -736,7 +738,8 @@ def posterior_condensation(data, x: Vector, T: RealScalarLike, exclude=None) -> 
 
 
 class ExcessEntropy(NamedTuple):
-    """Biroli et al.'s excess entropy per dimension f(T) = s_sep(T) - s(T) (see ``excess_entropy``).
+    """Biroli et al.'s excess entropy per dimension f(T) = s_sep(T) - s(T) (see ``excess_entropy``;
+SPEC section 9, T the VE-equivalent noise variance).
 
     - ``temperatures``: (K,) the T grid.
     - ``f``: (K,) the Monte Carlo estimate of f; ``stderr``: (K,) its standard error.

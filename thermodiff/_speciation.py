@@ -73,7 +73,9 @@ def speciation_time(
     max_starts: int = 32,
     rtol: float = 1e-3,
 ) -> SpeciationPrediction:
-    """Speciation of ``data`` from its spectrum and, exactly, from its empirical law.
+    """Speciation of ``data`` from its spectrum and, exactly, from its empirical law (SPEC sections 3
+    and 5: Biroli's t_S = log(Lambda)/2 in OU time, i.e. T_S = Lambda - 1 as a VE-equivalent noise
+    variance, next to the exact first split of the empirical law).
 
     **Arguments:**
     - ``data``: points (N, d) with N >= 2, or a ``FiniteDataset``.
