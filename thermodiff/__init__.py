@@ -5,7 +5,25 @@ x = y + sqrt(T) z. Every function acts on one state; batch with jax.vmap.
 """
 
 from ._bath import BathMoments as BathMoments, BathTrajectory as BathTrajectory, GenerativeBath as GenerativeBath
+from ._checkpoint import (
+    Checkpoint as Checkpoint,
+    CheckpointError as CheckpointError,
+    data_fingerprint as data_fingerprint,
+    load_checkpoint as load_checkpoint,
+    save_checkpoint as save_checkpoint,
+)
 from ._data import load_digits as load_digits
+from ._diagnostics import (
+    denoising_loss as denoising_loss,
+    detect_tau_gen as detect_tau_gen,
+    detect_tau_mem as detect_tau_mem,
+    Diagnostics as Diagnostics,
+    excess_loss as excess_loss,
+    generalization_error as generalization_error,
+    generate as generate,
+    irreducible_loss as irreducible_loss,
+    memorization_fraction as memorization_fraction,
+)
 from ._dynamics import (
     class_change_probability as class_change_probability,
     class_posterior as class_posterior,
@@ -66,6 +84,12 @@ from ._models import (
     NoisePrediction as NoisePrediction,
     Score as Score,
 )
+from ._nets import (
+    Preconditioned as Preconditioned,
+    ResidualMLP as ResidualMLP,
+    SinusoidalEmbedding as SinusoidalEmbedding,
+    UNet as UNet,
+)
 from ._samplers import (
     AbstractGrid as AbstractGrid,
     AbstractSolver as AbstractSolver,
@@ -97,6 +121,23 @@ from ._speciation import (
     measure_collapse as measure_collapse,
     speciation_time as speciation_time,
     SpeciationPrediction as SpeciationPrediction,
+)
+from ._train import (
+    AbstractNoiseLevels as AbstractNoiseLevels,
+    AbstractWeighting as AbstractWeighting,
+    EDMWeighting as EDMWeighting,
+    LogNormal as LogNormal,
+    LowDiscrepancy as LowDiscrepancy,
+    NoiseVarianceWeighting as NoiseVarianceWeighting,
+    SNRWeighting as SNRWeighting,
+    stack_models as stack_models,
+    train as train,
+    train_step as train_step,
+    Trainer as Trainer,
+    TrainResult as TrainResult,
+    TrainState as TrainState,
+    UniformTime as UniformTime,
+    UnitWeighting as UnitWeighting,
 )
 from ._thermo import (
     entropy as entropy,

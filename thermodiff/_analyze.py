@@ -30,32 +30,39 @@ _STAGES = ("spectrum", "speciation", "collapse prediction", "cloning curve", "tr
 class Progress:
     """A progress bar on stderr (a redrawn bar on a terminal, one line per stage otherwise)."""
 
-    def __init__(self, enabled: bool = True, stream=None):
+    def __init__(self, enabled: bool = True, stream=None, stages=_STAGES):
         self.enabled = enabled
         self.stream = sys.stderr if stream is None else stream
         self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.stages = tuple(stages)
         self.t0 = time.perf_counter()
         self.timings: dict[str, float] = {}
         self._stage = None
         self._t_stage = self.t0
+        self._decile = -1
+        self.suffix = ""  # extra text after the bar (e.g. the current loss)
 
     def stage(self, name: str) -> None:
         self._close_stage()
         self._stage, self._t_stage = name, time.perf_counter()
+        self._decile = -1
         self.update(0, 1)
 
     def update(self, done: int, total: int) -> None:
+        """Redraw the bar (terminal), or print a line at the start and every tenth (elsewhere)."""
         if not self.enabled or self._stage is None:
             return
-        k = _STAGES.index(self._stage) + 1 if self._stage in _STAGES else 0
+        k = self.stages.index(self._stage) + 1 if self._stage in self.stages else 0
         width = 24
-        fill = int(width * done / max(total, 1))
+        frac = min(max(done / max(total, 1), 0.0), 1.0)
+        fill = int(width * frac)
         bar = "#" * fill + "-" * (width - fill)
-        line = f"[{k}/{len(_STAGES)}] [{bar}] {self._stage} ({time.perf_counter() - self.t0:5.1f} s)"
+        line = f"[{k}/{len(self.stages)}] [{bar}] {self._stage} ({time.perf_counter() - self.t0:5.1f} s){self.suffix}"
         if self.tty:
             self.stream.write("\r" + line.ljust(78))
             self.stream.flush()
-        elif done == 0:
+        elif int(10 * frac) > self._decile:
+            self._decile = int(10 * frac)
             self.stream.write(line + "\n")
             self.stream.flush()
 
