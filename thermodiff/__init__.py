@@ -12,6 +12,7 @@ from ._checkpoint import (
     load_checkpoint as load_checkpoint,
     save_checkpoint as save_checkpoint,
 )
+from ._compare import compare_to_exact as compare_to_exact, ModelComparison as ModelComparison
 from ._data import load_digits as load_digits
 from ._diagnostics import (
     denoising_loss as denoising_loss,

@@ -23,6 +23,7 @@ from ._ensembles._base import as_float_array
 from ._ensembles._diffused import Diffused
 from ._ensembles._finite import FiniteDataset
 from ._memory import collapse_temperature
+from ._models import as_model
 from ._samplers import AbstractSolver, EulerMaruyama, KarrasGrid, sample
 from ._schedules import OU, AbstractSchedule
 from ._validate import check_finite, check_temperature
@@ -218,12 +219,17 @@ def measure_collapse(
     solver: AbstractSolver | None = None,
     labels=None,
     threshold: float = 0.9,
+    model=None,
+    temperatures=None,
 ) -> CollapseMeasurement:
-    """Measure collapse (and class commitment) on exact-score trajectories of the empirical law.
+    """Measure collapse (and class commitment) on trajectories, exact-score or of a given model.
 
-    Trajectories start from x ~ p_{T_high} exactly and run ``solver`` on a Karras grid down to
-    ``T_low``, saving at ``n_save`` log-spaced temperatures; every statistic is computed at the
-    saved states with the streaming ``nearest_points``.
+    Trajectories start from x ~ p_{T_high} exactly (the training set diffused) and run ``solver``
+    on a Karras grid down to ``T_low``, saving at ``n_save`` log-spaced temperatures; every
+    statistic is computed at the saved states with the streaming ``nearest_points`` against the
+    training set. By default the dynamics is the exact empirical score; ``model`` (e.g. a trained
+    ``td.Preconditioned`` network) runs *its* dynamics from the same states instead, so collapse
+    is measured along the model's own trajectories (theory section 10).
 
     **Arguments:**
     - ``data``: points (N, d), N >= 2, or a ``FiniteDataset``.
@@ -234,6 +240,8 @@ def measure_collapse(
     - ``n_save`` (>= 2), ``steps`` (>= 1), ``solver`` (default EulerMaruyama).
     - ``labels``: integer class labels (N,) for the commitment temperatures.
     - ``threshold``: posterior probability of the final class that counts as committed.
+    - ``model``: a sampler model to run instead of the exact empirical score (default None).
+    - ``temperatures``: explicit save temperatures (1-D, > 0), overriding T_high/T_low/n_save.
 
     **Returns:** a ``CollapseMeasurement``.
     """
@@ -263,19 +271,27 @@ def measure_collapse(
         lab = jnp.asarray(lab, jnp.int32)
     solver = EulerMaruyama() if solver is None else solver
     dtype = ens.chunks.dtype
-    Ts = jnp.asarray(np.geomspace(T_high, T_low, n_save), dtype)
+    if temperatures is None:
+        Ts = np.geomspace(T_high, T_low, n_save)
+    else:
+        Ts = np.sort(np.asarray(temperatures, np.float64).reshape(-1))[::-1]
+        if Ts.size < 2 or len(np.unique(Ts)) != Ts.size:
+            raise ValueError(f"temperatures must hold at least 2 distinct values, got {temperatures!r}")
+        check_temperature(Ts, "temperatures")
+    Ts = jnp.asarray(Ts, dtype)
     kx, ks = jax.random.split(key)
     t_hi = schedule.time_at_temperature(Ts[0])
     x0 = Diffused(ens, schedule).sample_marginal(kx, n_trajectories, t_hi)[1]
-    return _measure(ens, schedule, solver, x0, ks, Ts, steps, lab, n_classes, jnp.asarray(threshold, dtype))
+    dynamics = ens if model is None else as_model(model, schedule)
+    return _measure(ens, dynamics, schedule, solver, x0, ks, Ts, steps, lab, n_classes, jnp.asarray(threshold, dtype))
 
 
 @eqx.filter_jit
-def _measure(ens, schedule, solver, x0, key, Ts, steps, labels, n_classes, threshold):
+def _measure(ens, dynamics, schedule, solver, x0, key, Ts, steps, labels, n_classes, threshold):
     n = x0.shape[0]
 
     def run(k, x):
-        return sample(ens, schedule, solver, k, x, steps=steps, grid=KarrasGrid(), T_start=Ts[0], T_end=Ts[-1], save_at=Ts)
+        return sample(dynamics, schedule, solver, k, x, steps=steps, grid=KarrasGrid(), T_start=Ts[0], T_end=Ts[-1], save_at=Ts)
 
     traj = jax.vmap(run)(jax.random.split(key, n), x0)
     theta = schedule.signal_scale(schedule.time_at_temperature(Ts))  # (S,)
