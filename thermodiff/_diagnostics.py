@@ -231,7 +231,7 @@ def _generate_raw(model, schedule, solver, key, n, ts, mu, sd):
     kx, ks = jax.random.split(key)
     t0 = ts[0]
     T0 = schedule.temperature(t0)
-    u = mu + jnp.sqrt(T0 + sd**2) * jax.random.normal(kx, (n,) + mu.shape, mu.dtype)
+    u = mu[None, :] + jnp.sqrt(T0 + sd**2) * jax.random.normal(kx, (n,) + mu.shape, mu.dtype)
     x = schedule.signal_scale(t0) * u
     run = lambda k, xi: sample(model, schedule, solver, k, xi, ts=ts, denoise_final=True)
     return jax.vmap(run)(jax.random.split(ks, n), x)

@@ -178,7 +178,8 @@ class Trainer(eqx.Module):
     - ``T_min``, ``T_max``: the training temperature range, 0 < T_min < T_max (the driver
       ``td.train`` defaults it to [1e-4, 1e3] sigma_data^2).
     - ``batch_size``: examples per step, >= 1 (default 512).
-    - ``ema_decay``: EMA decay in [0, 1) (default 0.999; 0 makes the EMA the model itself).
+    - ``ema_decay``: EMA decay in [0, 1) (default 0.999, reached after a warm-up, see
+      ``ema_decay_at``; 0 makes the EMA the model itself).
     - ``grad_clip``: clip the gradient's global norm to this (> 0), or None (default 1.0).
     """
 
@@ -253,6 +254,15 @@ class Trainer(eqx.Module):
         z = jax.random.normal(kz, y.shape, y.dtype)
         return y, T.astype(y.dtype), z
 
+    def ema_decay_at(self, step) -> Array:
+        """The EMA decay at a step, with warm-up: min(ema_decay, (1 + step)/(10 + step)).
+
+        Without warm-up a decay of 0.999 keeps 2/3 of the *initial* weights in the average after
+        400 steps; with it the average follows the model early and settles to ``ema_decay``.
+        """
+        step = jnp.asarray(step, jnp.float32)
+        return jnp.minimum(self.ema_decay, (1 + step) / (10 + step))
+
     def step(self, state: TrainState, data: Array, n_valid=None) -> tuple[TrainState, Array]:
         """One optimisation step; returns (new state, loss of the step's batch)."""
         n_valid = data.shape[0] if n_valid is None else n_valid
@@ -263,7 +273,8 @@ class Trainer(eqx.Module):
         updates, opt_state = self.transform.update(grads, state.opt_state, params)
         params = eqx.apply_updates(params, updates)
         ema_params = eqx.filter(state.ema, spec)
-        ema_params = jax.tree.map(lambda e, p: e + (1 - self.ema_decay) * (p - e), ema_params, params)
+        decay = self.ema_decay_at(state.step)
+        ema_params = jax.tree.map(lambda e, p: e + (1 - decay) * (p - e), ema_params, params)
         return TrainState(
             model=eqx.combine(params, static), ema=eqx.combine(ema_params, static), opt_state=opt_state,
             step=state.step + 1, key=state.key,
@@ -433,7 +444,7 @@ def train(model, data, *, key, steps: int, trainer: Trainer | None = None, diagn
     import time
 
     from ._analyze import Progress
-    from ._checkpoint import load_checkpoint, save_checkpoint
+    from ._checkpoint import CheckpointError, load_checkpoint, save_checkpoint
     from ._diagnostics import Diagnostics, detect_tau_gen, detect_tau_mem
 
     if not isinstance(model, Preconditioned):
@@ -462,7 +473,7 @@ def train(model, data, *, key, steps: int, trainer: Trainer | None = None, diagn
     if resume and checkpoint is not None and _exists(checkpoint):
         ck = load_checkpoint(checkpoint, trainer, data=pts_np)
         if (ck.meta.get("n_models") or 0) != M:
-            raise ValueError(f"checkpoint holds {ck.meta.get('n_models') or 1} model(s), this run trains {M or 1}")
+            raise CheckpointError(f"checkpoint holds {ck.meta.get('n_models') or 1} model(s), this run trains {M or 1}")
         state = ck.state
         history = {k: v for k, v in ck.history.items() if k != "losses"}
         losses = [ck.history["losses"]] if "losses" in ck.history else []
