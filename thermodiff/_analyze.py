@@ -99,8 +99,15 @@ def _conventions(T: float | None) -> dict:
 
 
 def analyze(X: np.ndarray, labels: np.ndarray | None, *, seed: int = 0, quick: bool = False,
-            progress: Progress | None = None, name: str = "data") -> tuple[dict, dict]:
-    """Run the whole analysis; returns (results for results.json, {filename: png bytes})."""
+            progress: Progress | None = None, name: str = "data", model=None, model_train=None,
+            model_info: dict | None = None) -> tuple[dict, dict]:
+    """Run the whole analysis; returns (results for results.json, {filename: png bytes}).
+
+    With ``model`` (a trained network) the cloning curve is also simulated with the model from
+    the same states with the same noise, and collapse and commitment are measured along the
+    model's own trajectories against its training points (``model_train``: indices into X,
+    default all): the "measured in your model" columns of the report (theory section 10).
+    """
     import jax
     import jax.numpy as jnp
 
@@ -157,16 +164,21 @@ def analyze(X: np.ndarray, labels: np.ndarray | None, *, seed: int = 0, quick: b
     n_T = 6 if quick else 10
     Tc_grid = np.geomspace(T_hi, T_lo, n_T)
     n_pairs = 128 if quick else 384
-    phi_sim, phi_err, phi_exact, phi_exact_err = [], [], [], []
+    phi_sim, phi_err, phi_exact, phi_exact_err, phi_model, phi_model_err = [], [], [], [], [], []
+    clone_steps = 40 if quick else 80
     for i, T in enumerate(Tc_grid):
-        e = td.cloning_probability(ens, sched, float(T), key=jax.random.fold_in(k_clone, i), n_pairs=n_pairs,
-                                   steps=40 if quick else 80, grid=td.KarrasGrid(), T_end=T_lo / 10, labels=lab)
+        kc = jax.random.fold_in(k_clone, i)
+        e = td.cloning_probability(ens, sched, float(T), key=kc, n_pairs=n_pairs,
+                                   steps=clone_steps, grid=td.KarrasGrid(), T_end=T_lo / 10, labels=lab)
         x = td.cloning_probability(ens, None, float(T), n_pairs=4 * n_pairs, labels=lab)
         phi_sim.append(float(e.value)), phi_err.append(float(e.stderr))
         phi_exact.append(float(x.value)), phi_exact_err.append(float(x.stderr))
+        if model is not None:  # the same states and the same noise as the exact simulation above
+            m = _model_cloning(td, model, ens, sched, float(T), kc, n_pairs, clone_steps, T_lo / 10, lab)
+            phi_model.append(float(m.value)), phi_model_err.append(float(m.stderr))
         progress.update(i + 1, n_T)
     chance = float(np.sum((np.bincount(lab) / n) ** 2))
-    half = chance + 0.5 * (1 - chance)
+    half = chance_of(lab)
     T_half = _crossing_desc(Tc_grid, np.asarray(phi_sim), half)
 
     # 5. trajectories ------------------------------------------------------------------------
@@ -174,6 +186,28 @@ def analyze(X: np.ndarray, labels: np.ndarray | None, *, seed: int = 0, quick: b
     meas = measure_collapse(ens, sched, k_traj, n_trajectories=96 if quick else 256, T_high=T_hi,
                             T_low=min(T_rem, T_spec) / 300.0, n_save=24 if quick else 40,
                             steps=80 if quick else 160, labels=lab)
+    model_res = None
+    if model is not None:
+        idx = np.arange(n) if model_train is None else np.asarray(model_train)
+        mm = measure_collapse(np.asarray(X[idx], np.float32), sched, k_traj, n_trajectories=96 if quick else 256,
+                              T_high=T_hi, T_low=min(T_rem, T_spec) / 300.0, n_save=24 if quick else 40,
+                              steps=80 if quick else 160, labels=lab[idx], model=model)
+        mfc = np.asarray(mm.final_class)
+        model_res = dict(
+            info=model_info or {}, n_train_points=int(idx.size),
+            cloning=dict(phi=phi_model, phi_stderr=phi_model_err),
+            cloning_half=dict(formula="phi(T) halfway between 1 and chance, simulated with your model", **_conventions(
+                _crossing_desc(Tc_grid, np.asarray(phi_model), chance_of(lab)))),
+            measured_settle=dict(formula="median T after which a trajectory of your model keeps its nearest training point",
+                                 **_conventions(_f(mm.T_collapse))),
+            measured_top_weight_half=dict(formula="mean posterior weight of the top training point reaches 1/2 on your model's trajectories",
+                                          **_conventions(_f(mm.T_top_half))),
+            measured_memorized_half=dict(formula="half of your model's states have d1/d2 < 1/3", **_conventions(_f(mm.T_memorized_half))),
+            trajectories=dict(T=np.asarray(mm.T).tolist(), top_weight=np.asarray(mm.top_weight).tolist(),
+                              memorized_fraction=np.asarray(mm.memorized_fraction).tolist()),
+            final_memorized_fraction=float(np.asarray(mm.memorized_fraction)[-1]),
+            generated_fraction_by_class={int(c): float(np.mean(mfc == i)) for i, c in enumerate(classes)},
+        )
     fc = np.asarray(meas.final_class)
     commit = np.asarray(meas.commit_T)
     per_class = []
@@ -213,8 +247,32 @@ def analyze(X: np.ndarray, labels: np.ndarray | None, *, seed: int = 0, quick: b
         classes=per_class,
         seed=seed, quick=quick,
     )
+    if model_res is not None:
+        res["model"] = model_res
     figs = _figures(res)
     return res, figs
+
+
+def chance_of(lab) -> float:
+    """Halfway between chance (classes drawn independently) and 1: the phi level of 'cloning_half'."""
+    chance = float(np.sum((np.bincount(lab) / lab.size) ** 2))
+    return chance + 0.5 * (1 - chance)
+
+
+def _model_cloning(td, model, ens, sched, T, key, n_pairs, steps, T_end, lab):
+    """phi(T) of a trained model from the states and noise that ``cloning_probability(ens, ...)``
+    draws with ``key``, classified by the exact empirical posterior at T_end."""
+    import jax
+
+    from ._dynamics import _default_classifier
+
+    kx = jax.random.split(key, 3)[0]
+    t = sched.time_at_temperature(T)
+    x0 = td.Diffused(ens, sched).sample_marginal(kx, n_pairs, t)[1]
+    ts = td.time_grid(sched, steps, td.KarrasGrid(), T_start=T, T_end=T_end)
+    classify = _default_classifier(ens, sched, ts[-1], lab)
+    return td.cloning_probability(model, sched, T, key=key, n_pairs=n_pairs, steps=steps, grid=td.KarrasGrid(),
+                                  T_end=T_end, classify=classify, x_T=x0)
 
 
 def _crossing_desc(T, y, level):
@@ -256,6 +314,10 @@ def _figures(res) -> dict:
     cl = res["cloning"]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.errorbar(cl["T"], cl["phi_simulated"], yerr=cl["phi_simulated_stderr"], fmt="o", label="simulated (exact score)")
+    if "model" in res:
+        mc = res["model"]["cloning"]
+        ax.errorbar(cl["T"], mc["phi"], yerr=mc["phi_stderr"], fmt="s", mfc="none", color="C2",
+                    label="simulated (your model, same states and noise)")
     ax.plot(cl["T"], cl["phi_exact"], "-", label=r"$E_x\,\sum_c P(c|x)^2$")
     ax.axhline(cl["chance"], color="gray", lw=0.6, label="chance")
     marks(ax)
@@ -270,6 +332,10 @@ def _figures(res) -> dict:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(tr["T"], tr["top_weight"], "-", label="posterior weight of the top training point")
     ax.plot(tr["T"], tr["memorized_fraction"], "-", label="memorised fraction (d1/d2 < 1/3)")
+    if "model" in res:
+        mt = res["model"]["trajectories"]
+        ax.plot(mt["T"], mt["top_weight"], "--", color="C0", label="top weight, your model's trajectories")
+        ax.plot(mt["T"], mt["memorized_fraction"], "--", color="C1", label="memorised fraction, your model")
     marks(ax)
     ax.set_xscale("log")
     ax.set_xlabel("temperature T")
@@ -293,6 +359,35 @@ def _figures(res) -> dict:
 
 def _fmt(x, p=4):
     return "n/a" if x is None else f"{x:.{p}g}"
+
+
+def _model_section(res: dict) -> list[str]:
+    """"Measured in your model": the trained network's speciation and collapse beside the exact ones."""
+    m, sp, co = res["model"], res["speciation"], res["collapse"]
+    info = m["info"]
+    rows = [
+        ("speciation", "phi(T) halfway (simulated)", sp["cloning_half"], m["cloning_half"]),
+        ("collapse", "nearest point settles", co["measured_settle"], m["measured_settle"]),
+        ("collapse", "top weight 1/2", co["measured_top_weight_half"], m["measured_top_weight_half"]),
+        ("collapse", "half memorised (d1/d2 < 1/3)", co["measured_memorized_half"], m["measured_memorized_half"]),
+    ]
+    lines = [
+        "",
+        "## Measured in your model",
+        "",
+        f"Checkpoint: {info.get('path', 'n/a')} (step {info.get('step', 'n/a')}, {info.get('architecture', 'n/a')}), "
+        f"trained on {m['n_train_points']} of the {res['dataset']['n_points']} points. The model runs from the same "
+        "noisy states with the same noise as the exact-score simulation; collapse is measured against its own "
+        "training points. Temperatures are VE (T), as in the table above.",
+        "",
+        "| transition | measurement | exact empirical score: T | your model: T | your model: DDPM step |",
+        "|---|---|---|---|---|",
+    ]
+    for kind, label, ex, mo in rows:
+        lines.append(f"| {kind} | {label} | {_fmt(ex['T'])} | {_fmt(mo['T'])} | {_fmt(mo['ddpm_step'])} |")
+    lines += ["", f"Fraction of your model's final states that sit on a training point (d1/d2 < 1/3): "
+              f"{m['final_memorized_fraction']:.3f} (exact empirical score: {res['trajectories']['memorized_fraction'][-1]:.3f})."]
+    return lines
 
 
 def report_markdown(res: dict, timings: dict) -> str:
@@ -324,6 +419,8 @@ def report_markdown(res: dict, timings: dict) -> str:
     ]
     for kind, label, r in rows:
         lines.append(f"| {kind} | {label} | {_fmt(r['T'])} | {_fmt(r['ou_t'])} | {_fmt(r['ddpm_step'])} | {_fmt(r['abar'])} |")
+    if "model" in res:
+        lines += _model_section(res)
     lines += [
         "",
         "Above the speciation temperature the noisy state does not yet know its class; between "
@@ -337,8 +434,14 @@ def report_markdown(res: dict, timings: dict) -> str:
         "|---|---|---|---|---|",
     ]
     cl = res["cloning"]
-    for T, a, ae, b, be in zip(cl["T"], cl["phi_simulated"], cl["phi_simulated_stderr"], cl["phi_exact"], cl["phi_exact_stderr"]):
-        lines.append(f"| {T:.4g} | {a:.3f} | {ae:.3f} | {b:.3f} | {be:.3f} |")
+    mphi = res["model"]["cloning"] if "model" in res else None
+    if mphi is not None:
+        lines[-2] = "| T | phi simulated | +- | phi exact | +- | phi your model | +- |"
+        lines[-1] = "|---|---|---|---|---|---|---|"
+    for i, (T, a, ae, b, be) in enumerate(zip(cl["T"], cl["phi_simulated"], cl["phi_simulated_stderr"], cl["phi_exact"],
+                                               cl["phi_exact_stderr"])):
+        extra = f" {mphi['phi'][i]:.3f} | {mphi['phi_stderr'][i]:.3f} |" if mphi is not None else ""
+        lines.append(f"| {T:.4g} | {a:.3f} | {ae:.3f} | {b:.3f} | {be:.3f} |{extra}")
     lines += ["", f"Chance level (classes drawn independently): {cl['chance']:.3f}.", "",
               "## Class commitment", "", "| class | points | generated fraction | median commitment T |", "|---|---|---|---|"]
     for c in res["classes"]:

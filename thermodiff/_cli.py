@@ -145,11 +145,45 @@ def analyze_command(args) -> tuple[dict, dict, str]:
         name = "UCI optical digits (1797 x 64, embedded; CC BY 4.0)"
     else:
         X, labels, name = load_dataset(args.data)
+    model, model_train, model_info = _load_model(args.model, X) if args.model is not None else (None, None, None)
     progress = Progress(enabled=not args.no_progress)
-    res, figs = analyze(X, labels, seed=args.seed, quick=args.quick, progress=progress, name=name)
+    res, figs = analyze(X, labels, seed=args.seed, quick=args.quick, progress=progress, name=name,
+                        model=model, model_train=model_train, model_info=model_info)
     timings = progress.finish()
     res["wall_time_by_stage_s"] = timings
     return res, figs, report_markdown(res, timings)
+
+
+def _load_model(path: str, X: np.ndarray):
+    """(model, training indices into X, info) from a checkpoint trained on X (or on its train split)."""
+    from ._checkpoint import CheckpointError, check_data, data_fingerprint, load_checkpoint, read_meta
+
+    try:
+        meta = read_meta(path)
+    except CheckpointError as err:
+        raise UsageError(f"--model: {err}") from None
+    extra = meta.get("extra") or {}
+    idx = None
+    try:
+        if extra.get("source") is not None:  # written by `thermodiff train`: a split of its DATA
+            if data_fingerprint(X)["sha256"] != extra["source"]["sha256"]:
+                src = extra["source"]
+                raise CheckpointError(f"the model was trained on another dataset (N = {src['n_points']}, d = {src['dim']}) "
+                                      f"than DATA (N = {X.shape[0]}, d = {X.shape[1]})")
+            from ._cli_train import _split
+
+            idx = _split(X.shape[0], extra["held_out_fraction"], extra["train_indices_seed"])[0]
+            check_data(meta, X[idx])
+        else:
+            check_data(meta, X)
+        ck = load_checkpoint(path)
+    except CheckpointError as err:
+        raise UsageError(f"--model: {err}") from None
+    if ck.meta.get("n_models"):
+        raise UsageError("--model: the checkpoint holds a stack of models; analyse one at a time")
+    info = dict(path=str(path), step=ck.step, architecture=ck.meta["architecture"].get("name"),
+                parametrization=ck.meta["parametrization"])
+    return ck.ema, idx, info
 
 
 def build_ensemble(args):
@@ -342,6 +376,9 @@ def make_parser() -> argparse.ArgumentParser:
     a.add_argument("--seed", type=int, default=0, help="PRNG seed of the simulations")
     a.add_argument("--quick", action="store_true", help="fewer trajectories and temperatures (a smoke run)")
     a.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    a.add_argument("--model", default=None,
+                   help="a checkpoint of `thermodiff train` (its folder or its checkpoint/ folder) trained on DATA: "
+                        "adds 'measured in your model' columns beside the exact predictions")
     r = sub.add_parser(
         "phase-diagram",
         help="order parameter, susceptibility and heat capacity versus T, with T_c marked",
@@ -357,6 +394,9 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--temperatures", default=None, help="an explicit comma-separated list of temperatures instead of the grid")
     r.add_argument("--exponents", action="store_true", help="also compute the critical exponents (SPEC section 4)")
     r.add_argument("--out", default="thermodiff-out", help="output folder")
+    from ._cli_train import add_parser as add_train
+
+    add_train(sub)
     return p
 
 
@@ -383,6 +423,19 @@ def _write_all(files: list[tuple[Path, bytes]]) -> None:
         raise
 
 
+def _interrupted(out: Path) -> int:
+    """Ctrl-C during training: one line naming the last checkpoint, exit status 130."""
+    import json
+
+    try:
+        step = json.loads((out / "checkpoint" / "meta.json").read_text())["step"]
+        where = f"the last checkpoint (step {step}) is in {out / 'checkpoint'}; continue with --resume"
+    except (OSError, ValueError, KeyError):
+        where = "no checkpoint was written yet"
+    print(f"thermodiff: interrupted; {where}", file=sys.stderr)
+    return 130
+
+
 def _fail(err: BaseException) -> int:
     text = " ".join(str(err).split())
     msg = text if text else type(err).__name__
@@ -394,6 +447,23 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     args = make_parser().parse_args(argv)
     from ._io import json_bytes
+
+    if args.command == "train":
+        from ._cli_train import UsageError as TrainUsageError, train_command, write_outputs
+
+        try:
+            result, figs, out = train_command(args, load_dataset)
+            write_outputs(result, figs, out)
+        except KeyboardInterrupt:
+            return _interrupted(Path(args.out))
+        except (ValueError, TypeError, OSError, TrainUsageError) as err:
+            return _fail(err)
+        fm = result["final"]["f_mem"]
+        print(f"train: {result['final']['step']} steps, loss {result['final']['loss']:.4g} "
+              f"(floor {result['loss_floor'] or float('nan'):.4g}), f_mem {float('nan') if fm is None else fm:.3g}, "
+              f"tau_gen {result['tau_gen'] or float('nan'):.4g}, tau_mem {result['tau_mem'] or float('nan'):.4g}; "
+              f"wrote {out / 'training.json'} and {out / 'checkpoint'} ({time.perf_counter() - t_start:.1f} s)")
+        return 0
 
     if args.command == "analyze":
         try:
