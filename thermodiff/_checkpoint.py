@@ -44,8 +44,9 @@ class CheckpointError(ValueError):
 
 # ----------------------------------------------------------------------------- fingerprints
 def data_fingerprint(data) -> dict:
-    """{sha256, n_points, dim} of a dataset (N, d), from its float64 values."""
-    arr = np.ascontiguousarray(np.asarray(data, np.float64))
+    """{sha256, n_points, dim} of a dataset (N, d), from its values rounded to float32 (so the same
+    data held in float32 or float64 have one fingerprint)."""
+    arr = np.ascontiguousarray(np.asarray(data, np.float32))
     if arr.ndim != 2:
         raise ValueError(f"data must be 2-D (N, d), got shape {arr.shape}")
     h = hashlib.sha256(str(arr.shape).encode())
