@@ -21,7 +21,8 @@ sys.path.insert(0, ROOT)
 
 from benchmarks import _common  # noqa: E402  (imports no JAX at module level)
 
-# The whole suite in --quick mode takes 1.5-4 minutes on 2 cores: run by .ci/run's slow step.
+# The whole suite in --quick mode takes 2.5-6 minutes on 2 cores (train alone 0.8-1.7, most of it
+# compilation): run by .ci/run's slow step.
 pytestmark = pytest.mark.slow
 
 
@@ -46,7 +47,7 @@ def _finite_number(v) -> bool:
 @pytest.fixture(scope="module")
 def quick_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    proc = _run(["--quick", "--out", str(out), "--platform", "cpu"])
+    proc = _run(["--quick", "--out", str(out), "--platform", "cpu"], timeout=600)
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
     names = list(_common.load_all())
     results = {}
@@ -363,3 +364,82 @@ def test_scaling_result(quick_results):
     for run in r["device_runs"]["2"]:
         assert run["ok"] is True and run["devices"] == 2
         assert all(run[w]["n_shards"] == 2 for w in r["config"]["devices"]["workloads"])
+
+
+# ---------------------------------------------------------------------------------- train
+
+
+def test_train_result(quick_results):
+    r = quick_results[0]["train"]
+    s = r["summary"]
+    assert r["config"]["dtype"] == "float32"
+    assert _common.all_finite(r) == []
+    assert "mlp_w128_d8" in r["mlp"] and any(k.startswith("mlp_w512") for k in r["mlp"])
+    cases = {"compiled_chunk", "jitted_step", "python_loop", "python_loop_nosync"}
+    timed = list(r["mlp"].items())
+    if r["unet"] is not None:  # skipped in --quick
+        timed.append(("unet", r["unet"]))
+    for label, rec in timed:
+        assert set(rec["steps_per_s"]) == cases, label
+        for k, v in rec["steps_per_s"].items():
+            assert _finite_number(v) and v > 0, (label, k)
+        row = rec["row"]
+        for key in ("chunk_over_step", "chunk_over_pyloop", "chunk_over_pyloop_nosync"):
+            assert _finite_number(row[key]) and row[key] > 0, (label, key)
+        ag = rec["agreement"]
+        assert ag["all_finite"] is True, label
+        assert ag["chunk_steps_taken"] == rec["n_steps_per_call"], label
+        # the compiled chunk and the jitted step take the same steps (same batches and noise)
+        assert ag["chunk_vs_step_max_abs_param_diff"] < 1e-2, (label, ag)
+        # the user loop does the same work: the same loss level (its own batches and noise)
+        assert 0.2 < ag["loss_ratio_python_loop_over_chunk"] < 5.0, (label, ag)
+    for label, rec in r["mlp"].items():
+        cfg = rec["config"]
+        w, d, B = cfg["width"], cfg["d"], cfg["batch"]
+        macs = 64 * w + w * w + d * w + cfg["depth"] * 3 * w * w + w * d  # emb_dim 64, hidden = width
+        assert rec["flops_per_step"] == 3 * 2 * B * macs, label
+        assert len(rec["linears"]) == 4 + 3 * cfg["depth"], label
+        assert _finite_number(rec["roofline_fraction"]) and rec["roofline_fraction"] > 0, label
+        assert _finite_number(s[f"{label}_roofline_fraction"]), label
+    assert _finite_number(s["roofline_gflops"]) and s["roofline_gflops"] > 0
+    cl = r["conv_in_loop"]
+    for key in ("top_level_s_per_step", "fori_loop_s_per_step", "fori_loop_slowdown"):
+        assert _finite_number(cl[key]) and cl[key] > 0, key
+    t = r["targets"]
+    for key in ("small_net_1.5x_pyloop_met", "w512_40pct_roofline_met"):
+        assert isinstance(t[key], bool) and isinstance(s[key], bool), key
+    mem = r["memorization"]["n16"]
+    row = mem["row"]
+    assert row["tau_mem"] is None or (_finite_number(row["tau_mem"]) and 0 <= row["tau_mem"] <= row["steps"])
+    assert row["reached"] is (row["tau_mem"] is not None)
+    assert row["s_to_tau_mem"] is None or _finite_number(row["s_to_tau_mem"])
+    assert _finite_number(row["run_steps_per_s"]) and row["run_steps_per_s"] > 0
+    h = mem["history"]
+    assert len(h["step"]) == len(h["f_mem"]) >= 2
+    assert all(0.0 <= f <= 1.0 for f in h["f_mem"])
+
+
+def test_train_flop_count():
+    """Every Linear of the ResidualMLP is counted, and the count is the analytic one."""
+    import jax
+    import numpy as np
+
+    import thermodiff as td
+    from benchmarks import bench_train as bt
+
+    net = td.ResidualMLP(8, 32, 2, emb_dim=16, hidden=48, key=jax.random.key(0))
+    lins = bt.mlp_linears(net)
+    assert [n for n, _, _ in lins] == [
+        "emb_in", "emb_out", "inp",
+        "blocks[0].lin1", "blocks[0].emb", "blocks[0].lin2",
+        "blocks[1].lin1", "blocks[1].emb", "blocks[1].lin2",
+        "out",
+    ]
+    macs = 16 * 32 + 32 * 32 + 8 * 32 + 2 * (32 * 48 + 32 * 48 + 48 * 32) + 32 * 8
+    assert sum(i * o for _, i, o in lins) == macs == bt.mlp_macs_per_example(8, 32, 2, 16, 48)
+    assert bt.mlp_train_step_flops(net, 4) == 3 * 2 * 4 * macs
+    # the host dataloader of the user loop: full batches, each epoch a permutation
+    data = np.arange(10.0)[:, None]
+    it = bt.numpy_dataloader(data, 5, seed=0)
+    epoch = np.concatenate([next(it), next(it)])[:, 0]
+    assert sorted(epoch.tolist()) == list(range(10))

@@ -127,6 +127,8 @@ def test_comparison_of_a_perfect_generalizer_with_the_exact_laws(key):
     # 8 training points: the exact empirical law memorises at T = 1e-4, the population law never does
     assert col["memorized_empirical"][-1] > 0.9 and col["memorized_model"][-1] < 0.2
     assert col["excess"][-1] > col["irreducible"][-1]
+    # commitment (labels from the population's classes): all committed at the end, fewer when hot
+    assert col["committed_model"][-1] > 0.9 and col["committed_model"][0] < col["committed_model"][-1]
     assert c.reference == "population (exact)"
     assert "phi_model" in c.markdown() and len(c.rows()) == 3
     assert set(c.summary) >= {"T_speciation_model", "T_speciation_population", "T_half_memorized_empirical"}

@@ -155,3 +155,28 @@ def test_bad_input_names_the_argument(key):
         build_network({"name": "Transformer"})
     with pytest.raises(ValueError, match="T"):
         td.Preconditioned(net).denoiser(jnp.zeros(3), -1.0)
+
+
+def test_instability_observables_run_on_a_network_and_match_the_exact_ones(key):
+    """A network whose raw output is the exact target is the exact model: every observable of
+    theory section 6 computed through it equals the ensemble's, draw for draw."""
+    ens = td.TwoDeltas(jnp.array([1.0, 0.5]))
+    net = td.Preconditioned(OracleNet(ens, "noise", 1.0, jnp.zeros(2)), "noise", 1.0)
+    sched, T = td.VP(), 0.8
+    x = jax.random.normal(key, (2,))
+    for a, b in [
+        (td.susceptibility_trace(net, sched, T, key, x), td.susceptibility_trace(ens, sched, T, key, x)),
+        (td.class_change_probability(net, sched, T, key, ens.sample(key, 64), steps=20, classify=lambda v: v[0] > 0),
+         td.class_change_probability(ens, sched, T, key, ens.sample(key, 64), steps=20, classify=lambda v: v[0] > 0)),
+    ]:
+        np.testing.assert_allclose(a.value, b.value, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(td.perturbation_response(net, sched, T, key, x, steps=20),
+                               td.perturbation_response(ens, sched, T, key, x, steps=20), rtol=1e-7)
+    xs = jax.random.normal(key, (64, 2))
+    p_net = td.cloning_probability(net, sched, T, key=key, n_pairs=64, steps=20, x_T=xs, classify=lambda v: v[0] > 0)
+    p_ens = td.cloning_probability(ens, sched, T, key=key, n_pairs=64, steps=20, x_T=xs, classify=lambda v: v[0] > 0)
+    np.testing.assert_allclose(p_net.value, p_ens.value, rtol=1e-12)
+    theta = sched.signal_scale(sched.time_at_temperature(T))
+    exact_trace = jnp.trace(ens.posterior_cov(x / theta, T))
+    st = td.susceptibility_trace(net, sched, T, key, x, n_probes=256)
+    assert abs(float(st.value - exact_trace)) <= 5 * float(st.stderr) + 1e-9

@@ -13,7 +13,8 @@ Columns: the irreducible, excess and denoising losses (section 10); the generali
 variance tr Cov[y|x] = T tr(dD/du) (the susceptibility trace of section 6, from the model's own
 Jacobian); the cloning probability phi(T), simulated for the trained and the empirical model
 from the *same* states with the *same* noise, and exact for the population; the memorised
-fraction and the top posterior weight along each model's own trajectories (section 9). From
+fraction, the top posterior weight and the share of trajectories committed to their final class
+(posterior >= 0.9 from T on) along each model's own trajectories (section 9). From
 them: the speciation temperature where phi crosses 0.775200 and the temperature where half the
 trajectories are memorised, for each model.
 """
@@ -114,6 +115,18 @@ def _has_classes(ens) -> bool:
     return isinstance(ens, (TwoDeltas, GaussianMixture))
 
 
+def _training_labels(ens, population, labels):
+    """Class labels of the training points: given, else the population's most probable class."""
+    if labels is not None:
+        return np.asarray(labels)
+    if population is None or not _has_classes(population):
+        return None
+    from ._dynamics import class_posterior
+
+    T0 = jnp.asarray(1e-6, ens.chunks.dtype)
+    return np.asarray(jnp.argmax(jax.vmap(lambda y: class_posterior(population, y, T0))(ens.points), axis=1))
+
+
 def _crossing(Ts, y, level):
     try:
         return speciation_temperature(Ts, y, level)
@@ -178,7 +191,8 @@ def compare_to_exact(
     cols = {k: nan.copy() for k in ("irreducible", "excess", "denoising_loss", "generalization", "trace_model",
                                     "trace_empirical", "trace_population", "phi_model", "phi_empirical",
                                     "phi_population", "memorized_model", "memorized_empirical",
-                                    "top_weight_model", "top_weight_empirical")}
+                                    "top_weight_model", "top_weight_empirical", "committed_model",
+                                    "committed_empirical")}
     errs = {k: nan.copy() for k in cols}
     keys = jax.random.split(key, 6)
     ref = population if population is not None else (
@@ -208,13 +222,17 @@ def compare_to_exact(
         _cloning(cols, errs, model, ens, population, source, schedule, Ts, keys[4], labels, classify,
                  n_pairs, steps, solver, T_end)
     if collapse:
-        lab = None if labels is None else np.asarray(labels)
+        lab = _training_labels(ens, population, labels)
         for name, dyn in (("model", model), ("empirical", None)):
             meas = measure_collapse(ens, schedule, keys[5], n_trajectories=n_trajectories, steps=steps,
                                     model=dyn, temperatures=Ts, labels=lab, solver=solver)
-            cols[f"memorized_{name}"] = np.asarray(meas.memorized_fraction, np.float64)
-            cols[f"top_weight_{name}"] = np.asarray(meas.top_weight, np.float64)
+            for col, v in (("memorized", meas.memorized_fraction), ("top_weight", meas.top_weight)):
+                cols[f"{col}_{name}"] = np.asarray(v, np.float64)
             errs[f"memorized_{name}"] = np.sqrt(cols[f"memorized_{name}"] * (1 - cols[f"memorized_{name}"]) / n_trajectories)
+            if lab is not None:  # class commitment: the share of trajectories already committed at T
+                commit = np.asarray(meas.commit_T, np.float64)
+                cols[f"committed_{name}"] = np.array([np.mean(np.nan_to_num(commit, nan=-np.inf) >= T) for T in Ts])
+                errs[f"committed_{name}"] = np.sqrt(cols[f"committed_{name}"] * (1 - cols[f"committed_{name}"]) / n_trajectories)
     summary = {}
     for name in ("model", "empirical", "population"):
         phi = cols[f"phi_{name}"]
