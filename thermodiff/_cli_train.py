@@ -257,6 +257,7 @@ def _summary(res, cfg, name, n, d, train_idx, held_idx, diag, wall) -> dict:
         temperatures=[float(t) for t in h.get("temperatures", [])],
         irreducible=[_f(v) for v in h.get("irreducible", [])],
         loss_floor=_f(h["loss_floor"]) if "loss_floor" in h else None,
+        loss_floor_stderr=_f(h["loss_floor_se"]) if "loss_floor_se" in h else None,
         loss_curve=curve,
         diagnostics=step_rows,
         tau_gen=_f(res.tau_gen), tau_mem=_f(res.tau_mem),

@@ -53,7 +53,9 @@ class ModelComparison:
     - ``temperatures``: the grid (K,), decreasing.
     - ``columns``: name -> (K,) values (NaN where not computed); ``stderr``: name -> (K,).
     - ``summary``: speciation temperatures (phi = 0.775200 crossings) and half-memorised
-      temperatures of each model (None where the curve does not cross).
+      temperatures of each model (None where the curve does not cross), each with a ``_stderr``
+      propagated from the two bracketing points (it ignores the grid's interpolation error:
+      refine the grid around a crossing to shrink that).
     - ``reference``: what the generalisation error is measured against.
     """
 
@@ -127,11 +129,20 @@ def _training_labels(ens, population, labels):
     return np.asarray(jnp.argmax(jax.vmap(lambda y: class_posterior(population, y, T0))(ens.points), axis=1))
 
 
-def _crossing(Ts, y, level):
+def _crossing(Ts, y, se, level):
+    """(T*, stderr) where y(T) crosses ``level``, linear between the bracketing points, with the
+    stderr of the two bracketing values propagated; (None, None) without a crossing."""
     try:
-        return speciation_temperature(Ts, y, level)
+        T_star = speciation_temperature(Ts, y, level)
     except ValueError:
-        return None
+        return None, None
+    order = np.argsort(Ts)
+    T, v, e = np.asarray(Ts)[order], np.asarray(y)[order], np.asarray(se)[order]
+    i = int(np.clip(np.searchsorted(T, T_star) - 1, 0, T.size - 2))
+    dT, dv = T[i + 1] - T[i], v[i + 1] - v[i]
+    f = (T_star - T[i]) / dT
+    err = abs(dT / dv) * np.sqrt((1 - f) ** 2 * e[i] ** 2 + f**2 * e[i + 1] ** 2) if dv != 0 else np.inf
+    return T_star, float(err)
 
 
 def compare_to_exact(
@@ -236,10 +247,12 @@ def compare_to_exact(
     summary = {}
     for name in ("model", "empirical", "population"):
         phi = cols[f"phi_{name}"]
-        summary[f"T_speciation_{name}"] = _crossing(Ts, phi, PHI_CRITICAL) if np.all(np.isfinite(phi)) else None
+        T_s, e = _crossing(Ts, phi, errs[f"phi_{name}"], PHI_CRITICAL) if np.all(np.isfinite(phi)) else (None, None)
+        summary[f"T_speciation_{name}"], summary[f"T_speciation_{name}_stderr"] = T_s, e
     for name in ("model", "empirical"):
         mem = cols[f"memorized_{name}"]
-        summary[f"T_half_memorized_{name}"] = _crossing(Ts, mem, 0.5) if np.all(np.isfinite(mem)) else None
+        T_m, e = _crossing(Ts, mem, errs[f"memorized_{name}"], 0.5) if np.all(np.isfinite(mem)) else (None, None)
+        summary[f"T_half_memorized_{name}"], summary[f"T_half_memorized_{name}_stderr"] = T_m, e
     reference = ("population (exact)" if population is not None else
                  "held-out empirical denoiser (proxy)" if held_out is not None else "none")
     return ModelComparison(temperatures=Ts, columns=cols, stderr=errs, summary=summary, reference=reference)

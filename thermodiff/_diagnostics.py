@@ -211,7 +211,8 @@ def generate(model, key: Key, n: int, *, dim: int | None = None, schedule: Abstr
     Gaussian N(mean, (T_start + sigma_data^2) I) of the VE picture (exact to O(sigma_data^2/T_start)).
     Measured on a Gaussian with the exact score: 50 Heun steps reproduce the variance to 1%, while
     first-order samplers lose O(1/steps) of it (DDIM with 60 steps: 7-12%).
-    ``mean``/``sigma_data`` default to a ``Preconditioned`` net's own (else 0 and 1).
+    ``mean``/``sigma_data`` default to a ``Preconditioned`` net's own, an ensemble's mean and
+    sqrt(tr Cov/d), else 0 and 1.
 
     **Returns:** samples of shape (n, d).
     """
@@ -221,6 +222,9 @@ def generate(model, key: Key, n: int, *, dim: int | None = None, schedule: Abstr
     d = dim if dim is not None else getattr(model, "dim", None)
     if not isinstance(d, (int, np.integer)):
         raise ValueError("give dim= for a model that does not know its dimension")
+    if isinstance(model, AbstractEnsemble):  # an exact law knows its own mean and scale
+        mean = model.mean() if mean is None else mean
+        sigma_data = float(jnp.sqrt(jnp.trace(model.covariance()) / model.dim)) if sigma_data is None else sigma_data
     sd = float(getattr(model, "sigma_data", 1.0) if sigma_data is None else sigma_data)
     mu = getattr(model, "data_mean", None) if mean is None else mean
     mu = jnp.zeros((d,)) if mu is None else jnp.asarray(mu)
@@ -259,7 +263,8 @@ class Diagnostics(eqx.Module):
     - ``held_out``: held-out points (M, d) for the proxy when there is no population, or None.
     - ``n_states``: Monte Carlo states per temperature (default 256).
     - ``n_samples``: generated samples for f_mem (default 256; 0 skips f_mem).
-    - ``sample_steps``: Heun steps of those samples (default 32, as in ``generate``).
+    - ``sample_steps``: Heun steps of those samples (default 32; ``generate`` uses 50).
+    - ``n_floor``: training temperatures drawn for the loss floor (default 64).
     - ``n_logs``: number of log-spaced logged steps (default 16).
     - ``evaluate``: ``"ema"`` (default) or ``"raw"``.
     """
@@ -272,9 +277,10 @@ class Diagnostics(eqx.Module):
     sample_steps: int = eqx.field(static=True)
     n_logs: int = eqx.field(static=True)
     evaluate: str = eqx.field(static=True)
+    n_floor: int = eqx.field(static=True)
 
     def __init__(self, temperatures, population=None, held_out=None, *, n_states: int = 256, n_samples: int = 256,
-                 sample_steps: int = 32, n_logs: int = 16, evaluate: str = "ema"):
+                 sample_steps: int = 32, n_logs: int = 16, evaluate: str = "ema", n_floor: int = 64):
         Ts = as_float_array("temperatures", temperatures)
         if Ts.ndim != 1 or Ts.shape[0] < 1:
             raise ValueError(f"temperatures must be a non-empty 1-D array, got shape {Ts.shape}")
@@ -297,6 +303,8 @@ class Diagnostics(eqx.Module):
         self.temperatures, self.population, self.held_out = Ts, population, held_out
         self.n_states, self.n_samples, self.sample_steps = int(n_states), int(n_samples), int(sample_steps)
         self.n_logs, self.evaluate = int(n_logs), evaluate
+        _check_n("n_floor", n_floor)
+        self.n_floor = int(n_floor)
 
     @property
     def reference(self) -> str:
@@ -312,7 +320,8 @@ class Diagnostics(eqx.Module):
 
     def floor(self, points, n_valid, key, T_law=None) -> dict:
         """I(T) on the grid with its stderr; and, given ``T_law = (T samples, weights)``, the
-        lowest value of the training objective E_T[lambda I]/d (the loss curve's floor)."""
+        lowest value of the training objective E_T[lambda I]/d (the loss curve's floor) with its
+        standard error over the drawn temperatures."""
         ens = masked_dataset(points, n_valid)
         k1, k2 = jax.random.split(key)
         irr = lambda T, k: _irreducible_raw(ens, T, k, self.n_states)
@@ -323,7 +332,9 @@ class Diagnostics(eqx.Module):
         if T_law is not None:
             TT, lam = T_law
             per = jax.vmap(irr)(TT.astype(points.dtype), jax.random.split(k2, TT.shape[0]))
-            out["loss_floor"] = jnp.mean(lam * per.value) / points.shape[1]
+            v = lam * per.value / points.shape[1]
+            out["loss_floor"] = jnp.mean(v)
+            out["loss_floor_se"] = jnp.std(v) / np.sqrt(v.shape[0])
         return out
 
     def __call__(self, model, points, n_valid, key) -> dict:

@@ -330,7 +330,8 @@ class TrainResult:
     - ``losses``: the loss of every step, shape (steps,) or (M, steps) for M vmapped models.
     - ``history``: the diagnostics: ``step`` (L,), ``excess``/``generalization`` (+ ``_se``)
       (L, K) or (L, M, K), ``f_mem``/``f_mem_se`` (L,) or (L, M), and the run constants
-      ``temperatures`` (K,), ``irreducible``/``irreducible_se`` ((K,) or (M, K)), ``loss_floor``.
+      ``temperatures`` (K,), ``irreducible``/``irreducible_se`` ((K,) or (M, K)), ``loss_floor``
+      and ``loss_floor_se``.
       Empty without ``diagnostics``.
     - ``tau_gen``, ``tau_mem``: detected generalisation time and memorisation onset (steps;
       None if not reached; lists for vmapped models).
@@ -542,13 +543,13 @@ def _evaluator(diagnostics, M):
     return lambda s, p, n, k: {name: np.asarray(v) for name, v in f(s, p, n, k).items()}
 
 
-def _floor(diagnostics, trainer, model, points, n_valid, key, M, n_T: int = 64):
+def _floor(diagnostics, trainer, model, points, n_valid, key, M):
     """I(T) on the diagnostic grid and the floor E_T[lambda I]/d of the training objective."""
 
     def one(model, n, k):
         kT, kf = jax.random.split(k)
         sd = model.sigma_data
-        TT = trainer.noise.sample(kT, n_T, trainer.schedule, trainer.T_min, trainer.T_max, sd)
+        TT = trainer.noise.sample(kT, diagnostics.n_floor, trainer.schedule, trainer.T_min, trainer.T_max, sd)
         return diagnostics.floor(points, n, kf, (TT, trainer.weighting(TT, sd)))
 
     f = eqx.filter_jit(eqx.filter_vmap(one) if M else one)
