@@ -445,7 +445,7 @@ def train(model, data, *, key, steps: int, trainer: Trainer | None = None, diagn
     import time
 
     from ._analyze import Progress
-    from ._checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from ._checkpoint import save_checkpoint
     from ._diagnostics import Diagnostics, detect_tau_gen, detect_tau_mem
 
     if not isinstance(model, Preconditioned):
@@ -470,16 +470,11 @@ def train(model, data, *, key, steps: int, trainer: Trainer | None = None, diagn
     points = jnp.asarray(pts_np, model.data_mean.dtype)
     keys = jax.random.split(key, M) if M else key
 
-    history, losses, state = {}, [], None
     if resume and checkpoint is not None and _exists(checkpoint):
-        ck = load_checkpoint(checkpoint, trainer, data=pts_np)
-        if (ck.meta.get("n_models") or 0) != M:
-            raise CheckpointError(f"checkpoint holds {ck.meta.get('n_models') or 1} model(s), this run trains {M or 1}")
-        state = ck.state
-        history = {k: v for k, v in ck.history.items() if k != "losses"}
-        losses = [ck.history["losses"]] if "losses" in ck.history else []
-    if state is None:
+        state, history, losses = _resume(checkpoint, trainer, pts_np, M)
+    else:
         state = eqx.filter_vmap(trainer.init)(model, keys) if M else trainer.init(model, keys)
+        history, losses = {}, []
     start = int(np.max(np.asarray(state.step)))
     if start > steps:
         raise ValueError(f"the checkpoint is at step {start}, beyond steps = {steps}")
@@ -522,6 +517,17 @@ def train(model, data, *, key, steps: int, trainer: Trainer | None = None, diagn
     tau_gen, tau_mem = _taus(history, M, detect_tau_gen, detect_tau_mem)
     return TrainResult(state=state, trainer=trainer, losses=all_losses, history=history, tau_gen=tau_gen,
                        tau_mem=tau_mem, wall_s=t_train, steps_per_s=done / t_train if t_train > 0 else 0.0)
+
+
+def _resume(checkpoint, trainer, pts_np, M):
+    """(state, diagnostic history, [losses so far]) of a checkpoint this run can continue."""
+    from ._checkpoint import CheckpointError, load_checkpoint
+
+    ck = load_checkpoint(checkpoint, trainer, data=pts_np)
+    if (ck.meta.get("n_models") or 0) != M:
+        raise CheckpointError(f"checkpoint holds {ck.meta.get('n_models') or 1} model(s), this run trains {M or 1}")
+    history = {k: v for k, v in ck.history.items() if k != "losses"}
+    return ck.state, history, [ck.history["losses"]] if "losses" in ck.history else []
 
 
 def _exists(path) -> bool:
