@@ -281,7 +281,9 @@ def _figures(r) -> dict:
     c = r["loss_curve"]
     ax.plot([p["step"] for p in c], [p["loss"] for p in c], "-", label="training loss (window means)")
     if r["loss_floor"] is not None:
-        ax.axhline(r["loss_floor"], color="k", ls="--", lw=1, label="floor: E_T[lambda I(T)]/d (exact)")
+        f, e = r["loss_floor"], r["loss_floor_stderr"] or 0.0
+        ax.axhline(f, color="k", ls="--", lw=1, label="floor E_T[lambda I(T)]/d (exact integrand, Monte Carlo over T)")
+        ax.axhspan(f - e, f + e, color="k", alpha=0.12, lw=0, label="floor +- 1 stderr")
     ax.set_xscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel("weighted DSM loss per coordinate")

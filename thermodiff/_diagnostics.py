@@ -264,7 +264,8 @@ class Diagnostics(eqx.Module):
     - ``n_states``: Monte Carlo states per temperature (default 256).
     - ``n_samples``: generated samples for f_mem (default 256; 0 skips f_mem).
     - ``sample_steps``: Heun steps of those samples (default 32; ``generate`` uses 50).
-    - ``n_floor``: training temperatures drawn for the loss floor (default 64).
+    - ``n_floor``: training temperatures drawn for the loss floor (default 256; its stderr, from
+      the spread of lambda(T) I(T) over T, is reported).
     - ``n_logs``: number of log-spaced logged steps (default 16).
     - ``evaluate``: ``"ema"`` (default) or ``"raw"``.
     """
@@ -280,7 +281,7 @@ class Diagnostics(eqx.Module):
     n_floor: int = eqx.field(static=True)
 
     def __init__(self, temperatures, population=None, held_out=None, *, n_states: int = 256, n_samples: int = 256,
-                 sample_steps: int = 32, n_logs: int = 16, evaluate: str = "ema", n_floor: int = 64):
+                 sample_steps: int = 32, n_logs: int = 16, evaluate: str = "ema", n_floor: int = 256):
         Ts = as_float_array("temperatures", temperatures)
         if Ts.ndim != 1 or Ts.shape[0] < 1:
             raise ValueError(f"temperatures must be a non-empty 1-D array, got shape {Ts.shape}")
