@@ -114,6 +114,15 @@ def test_unet_acts_on_flattened_images(shape, channels, key):
     assert float(jnp.std(out)) > 0
 
 
+@pytest.mark.parametrize("shape, kernel, stride, padding", [((3, 8, 8), 3, 1, 1), ((2, 7, 5), 3, 2, 1), ((4, 6, 6), 1, 1, 0)])
+def test_product_form_convolution_equals_equinox(shape, kernel, stride, padding, key):
+    from thermodiff._nets import _conv
+
+    conv = eqx.nn.Conv2d(shape[0], 5, kernel, stride=stride, padding=padding, key=key)
+    x = jax.random.normal(key, shape)
+    np.testing.assert_allclose(_conv(conv, x), conv(x), rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("make", [lambda k: td.ResidualMLP(4, 16, 2, emb_dim=8, key=k),
                                   lambda k: td.UNet(8, 8, (4, 8), emb_dim=8, key=k)], ids=["mlp", "unet"])
 def test_architecture_rebuilds_the_same_network(make, key):

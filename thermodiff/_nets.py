@@ -218,6 +218,26 @@ def _groups(channels: int) -> int:
     return 1  # pragma: no cover
 
 
+def _conv(conv: eqx.nn.Conv2d, x: Array) -> Array:
+    """``conv(x)`` for one image (C, H, W) as shifted slices and one matrix product (im2col).
+
+    Same parameters and result as ``eqx.nn.Conv2d`` (zero padding, no dilation or groups), but
+    fast inside a compiled training loop: XLA's CPU convolution runs 25-35x slower inside a
+    ``fori_loop``/``scan`` body than at top level (measured: two 3x3 convolutions and their
+    gradient on 128 8x8x16 images, 4 ms top-level, 110-140 ms per loop iteration), while the
+    product form takes 4 ms in both places.
+    """
+    (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
+    (pt, pb), (pl, pr) = conv.padding
+    xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr)))
+    ho, wo = (xp.shape[1] - kh) // sh + 1, (xp.shape[2] - kw) // sw + 1
+    cols = jnp.stack([xp[:, i: i + sh * (ho - 1) + 1: sh, j: j + sw * (wo - 1) + 1: sw]
+                      for i in range(kh) for j in range(kw)], axis=1)  # (C, kh kw, ho, wo)
+    w = conv.weight.reshape(conv.out_channels, conv.in_channels, kh * kw)
+    out = jnp.einsum("ckhw,ock->ohw", cols, w)
+    return out if conv.bias is None else out + conv.bias
+
+
 class _ConvBlock(eqx.Module):
     """GroupNorm -> silu -> conv3x3 -> (+ noise embedding) -> GroupNorm -> silu -> conv3x3, residual."""
 
@@ -238,10 +258,10 @@ class _ConvBlock(eqx.Module):
         self.skip = None if c_in == c_out else eqx.nn.Conv2d(c_in, c_out, 1, key=k4)
 
     def __call__(self, h, e):
-        a = self.conv1(jax.nn.silu(self.norm1(h)))
+        a = _conv(self.conv1, jax.nn.silu(self.norm1(h)))
         a = a + self.emb(e)[:, None, None]
-        a = self.conv2(jax.nn.silu(self.norm2(a)))
-        return a + (h if self.skip is None else self.skip(h))
+        a = _conv(self.conv2, jax.nn.silu(self.norm2(a)))
+        return a + (h if self.skip is None else _conv(self.skip, h))
 
 
 def _unet_layers(channels: tuple, emb_dim: int, key: Key) -> dict:
@@ -321,21 +341,21 @@ class UNet(eqx.Module):
 
     def __call__(self, x: Vector, c_noise: RealScalarLike) -> Vector:
         e = jax.nn.silu(self.emb_out(jax.nn.silu(self.emb_in(self.embed(c_noise)))))
-        h = self.conv_in(x.reshape(1, self.height, self.width))
+        h = _conv(self.conv_in, x.reshape(1, self.height, self.width))
         skips = []
         for i, block in enumerate(self.down):
             h = block(h, e)
             skips.append(h)
             if i < len(self.downsample):
-                h = self.downsample[i](h)
+                h = _conv(self.downsample[i], h)
         h = self.mid(h, e)
         for i in reversed(range(len(self.up))):
             if i < len(self.upsample):
                 s = skips[i].shape
                 h = jax.image.resize(h, (h.shape[0],) + s[1:], method="nearest")
-                h = self.upsample[i](h)
+                h = _conv(self.upsample[i], h)
             h = self.up[i](jnp.concatenate([h, skips[i]], axis=0), e)
-        return self.conv_out(jax.nn.silu(self.out_norm(h))).reshape(-1)
+        return _conv(self.conv_out, jax.nn.silu(self.out_norm(h))).reshape(-1)
 
 
 _ARCHITECTURES = {"ResidualMLP": ResidualMLP, "UNet": UNet}
