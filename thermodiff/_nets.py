@@ -133,27 +133,28 @@ def _materialise(build, key: Key):
 class _ResBlock(eqx.Module):
     norm: eqx.nn.LayerNorm
     lin1: eqx.nn.Linear
-    emb: eqx.nn.Linear
     lin2: eqx.nn.Linear
 
     def __init__(self, width: int, hidden: int, key: Key):
-        k1, k2, k3 = jax.random.split(key, 3)
+        k1, k2 = jax.random.split(key, 2)
         self.norm = eqx.nn.LayerNorm(width)
         self.lin1 = eqx.nn.Linear(width, hidden, key=k1)
-        self.emb = eqx.nn.Linear(width, hidden, key=k2)
-        self.lin2 = eqx.nn.Linear(hidden, width, key=k3)
+        self.lin2 = eqx.nn.Linear(hidden, width, key=k2)
 
-    def __call__(self, h, e):
-        a = jax.nn.silu(self.lin1(self.norm(h)) + self.emb(e))
-        return h + self.lin2(a)
+    def __call__(self, h, e_proj):
+        """``e_proj``: this block's projection of the noise embedding, shape (hidden,)."""
+        return h + self.lin2(jax.nn.silu(self.lin1(self.norm(h)) + e_proj))
 
 
 class ResidualMLP(eqx.Module):
     """Residual MLP with a sinusoidal noise embedding: the raw network F(x_in, c_noise) -> (d,).
 
     x -> Linear(d, width); the label c_noise -> sinusoidal features -> MLP(width) = e; then
-    ``depth`` pre-norm residual blocks h <- h + W2 silu(W1 LayerNorm(h) + W_e silu(e)); the output
-    layer (zero at initialisation) maps silu(LayerNorm(h)) back to d.
+    ``depth`` pre-norm residual blocks h <- h + W2 silu(W1 LayerNorm(h) + P_k e); the output
+    layer (zero at initialisation) maps silu(LayerNorm(h)) back to d. The blocks' projections
+    P_k of the embedding are one (width -> depth x hidden) layer: one matrix product instead of
+    ``depth`` small ones (the same parameters; about half the time of that part on a CPU, where a
+    (512, 128) x (128, 128) product runs on one thread and a (512, 128) x (128, 384) one on two).
 
     **Arguments:**
     - ``dim``: state dimension d >= 1.
@@ -171,6 +172,7 @@ class ResidualMLP(eqx.Module):
     embed: SinusoidalEmbedding
     emb_in: eqx.nn.Linear
     emb_out: eqx.nn.Linear
+    emb_proj: eqx.nn.Linear | None
     inp: eqx.nn.Linear
     blocks: tuple
     out_norm: eqx.nn.LayerNorm
@@ -186,10 +188,11 @@ class ResidualMLP(eqx.Module):
         w, dim, depth, emb, hid = self.width, self.dim, self.depth, self.emb_dim, self.hidden
 
         def build(key):
-            ks = jax.random.split(key, 4 + depth)
+            ks = jax.random.split(key, 5 + depth)
             return dict(
                 emb_in=eqx.nn.Linear(emb, w, key=ks[0]), emb_out=eqx.nn.Linear(w, w, key=ks[1]),
-                inp=eqx.nn.Linear(dim, w, key=ks[2]), blocks=tuple(_ResBlock(w, hid, k) for k in ks[4:]),
+                emb_proj=eqx.nn.Linear(w, depth * hid, key=ks[4]) if depth else None,
+                inp=eqx.nn.Linear(dim, w, key=ks[2]), blocks=tuple(_ResBlock(w, hid, k) for k in ks[5:]),
                 out_norm=eqx.nn.LayerNorm(w), out=eqx.nn.Linear(w, dim, key=ks[3]),
             )
 
@@ -205,8 +208,10 @@ class ResidualMLP(eqx.Module):
     def __call__(self, x: Vector, c_noise: RealScalarLike) -> Vector:
         e = jax.nn.silu(self.emb_out(jax.nn.silu(self.emb_in(self.embed(c_noise)))))
         h = self.inp(x)
-        for block in self.blocks:
-            h = block(h, e)
+        if self.blocks:
+            e_proj = self.emb_proj(e).reshape(self.depth, self.hidden)
+            for k, block in enumerate(self.blocks):
+                h = block(h, e_proj[k])
         return self.out(jax.nn.silu(self.out_norm(h)))
 
 
