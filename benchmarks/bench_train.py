@@ -70,17 +70,20 @@ TARGET_ROOFLINE_W512 = 0.40  # compiled chunk, width 512
 
 # ---------------------------------------------------------------------------------- flops
 def mlp_linears(net) -> list[tuple[str, int, int]]:
-    """(name, in, out) of every Linear layer of a ``td.ResidualMLP``, read off the weights."""
-    layers = [("emb_in", net.emb_in), ("emb_out", net.emb_out), ("inp", net.inp)]
-    for i, blk in enumerate(net.blocks):
-        layers += [(f"blocks[{i}].lin1", blk.lin1), (f"blocks[{i}].emb", blk.emb), (f"blocks[{i}].lin2", blk.lin2)]
-    layers.append(("out", net.out))
-    return [(name, int(lin.weight.shape[1]), int(lin.weight.shape[0])) for name, lin in layers]
+    """(path, in, out) of every Linear layer of a network (e.g. a ``td.ResidualMLP``), read off
+    the module tree, so that no layer is missed when the architecture changes."""
+    import equinox as eqx
+    import jax
+
+    is_lin = lambda m: isinstance(m, eqx.nn.Linear)
+    leaves = jax.tree_util.tree_flatten_with_path(net, is_leaf=is_lin)[0]
+    return [(jax.tree_util.keystr(path), int(m.weight.shape[1]), int(m.weight.shape[0]))
+            for path, m in leaves if is_lin(m)]
 
 
 def mlp_macs_per_example(dim: int, width: int, depth: int, emb_dim: int, hidden: int) -> int:
     """Sum over the Linear layers of in x out (the analytic count, from the architecture)."""
-    return emb_dim * width + width * width + dim * width + depth * (2 * width * hidden + hidden * width) + width * dim
+    return emb_dim * width + dim * width + depth * (2 * width * hidden + hidden * width) + width * dim
 
 
 def mlp_train_step_flops(net, batch: int) -> float:
@@ -311,7 +314,9 @@ def conv_loop_check(quick: bool, seed: int = 0) -> dict:
     """The U-Net's suspect, isolated: two 3x3 convolutions (16 -> 16 channels, 8x8, batch 128)
     and their gradient, one plain SGD step, as a top-level jit called from Python vs the same
     step inside ``jax.lax.fori_loop``. A ratio >> 1 means XLA runs convolutions inside a while
-    loop slower than at top level (seen on CPU), which the compiled chunk inherits."""
+    loop slower than at top level (seen on CPU: 25-35x). This is why ``td.UNet`` computes its
+    convolutions as shifted slices and one matrix product (``thermodiff._nets._conv``), which is
+    as fast inside the loop as outside; this check keeps measuring the native convolution."""
     import jax
     import jax.numpy as jnp
 
@@ -594,7 +599,8 @@ def bench_train(quick: bool) -> dict:
         notes.append(
             f"isolated, two 3x3 convolutions (batch 128, 16 channels, 8x8) + their gradient run "
             f"{conv_in_loop['fori_loop_slowdown']:.1f}x slower per step inside jax.lax.fori_loop than as a top-level "
-            "jit called from Python (XLA's convolutions inside a while loop; conv_in_loop): the compiled chunk inherits it"
+            "jit called from Python (XLA's native convolution inside a while loop; conv_in_loop); td.UNet avoids it "
+            "with its product-form convolution"
         )
     if urec is None:
         notes.append("quick mode: the U-Net is skipped (its three compilations alone take about a minute); "

@@ -145,5 +145,5 @@ def test_diagnostics_bad_input(key):
         td.Diagnostics(jnp.array([1.0]), evaluate="best")
     with pytest.raises(ValueError, match="temperatures"):
         td.compare_to_exact(td.TwoDeltas(1.0), jnp.ones((3, 1)), temperatures=[1.0], key=key)
-    with pytest.raises(ValueError, match="T"):
+    with pytest.raises(ValueError, match="temperature"):
         td.excess_loss(td.TwoDeltas(1.0), jnp.ones((3, 1)), 0.0, key)

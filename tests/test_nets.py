@@ -162,7 +162,7 @@ def test_bad_input_names_the_argument(key):
         td.UNet(8, 8, (), key=key)
     with pytest.raises(ValueError, match="architecture"):
         build_network({"name": "Transformer"})
-    with pytest.raises(ValueError, match="T"):
+    with pytest.raises(ValueError, match="temperature"):
         td.Preconditioned(net).denoiser(jnp.zeros(3), -1.0)
 
 
