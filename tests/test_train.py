@@ -215,3 +215,21 @@ def test_bad_input_names_the_argument(setup, key):
         td.Trainer("adam", T_min=1e-3, T_max=1.0)
     with pytest.raises(TypeError, match="Preconditioned"):
         td.train(model.net, Y, key=key, steps=1, progress=False)
+
+
+def test_an_interrupted_save_leaves_a_usable_checkpoint(setup, key, tmp_path):
+    import os
+    import shutil
+
+    Y, make, trainer = setup
+    path = tmp_path / "c"
+    td.train(make(key), Y, key=key, steps=5, trainer=trainer, checkpoint=path, progress=False)
+    # killed between the two renames of the next save: the old checkpoint sits aside, nothing at path
+    os.replace(path, tmp_path / ".c.old-12345")
+    (tmp_path / ".c.partial-12345").mkdir()
+    assert td.load_checkpoint(path).step == 5
+    assert not (tmp_path / ".c.old-12345").exists()
+    td.train(make(key), Y, key=key, steps=8, trainer=trainer, checkpoint=path, resume=True, progress=False)
+    assert td.load_checkpoint(path).step == 8
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+    shutil.rmtree(path)

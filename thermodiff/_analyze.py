@@ -168,17 +168,19 @@ def analyze(X: np.ndarray, labels: np.ndarray | None, *, seed: int = 0, quick: b
     clone_steps = 40 if quick else 80
     for i, T in enumerate(Tc_grid):
         kc = jax.random.fold_in(k_clone, i)
-        e = td.cloning_probability(ens, sched, float(T), key=kc, n_pairs=n_pairs,
-                                   steps=clone_steps, grid=td.KarrasGrid(), T_end=T_lo / 10, labels=lab)
+        x_T = td.Diffused(ens, sched).sample_marginal(jax.random.fold_in(kc, 1), n_pairs,
+                                                      sched.time_at_temperature(float(T)))[1]
+        e = td.cloning_probability(ens, sched, float(T), key=kc, n_pairs=n_pairs, steps=clone_steps,
+                                   grid=td.KarrasGrid(), T_end=T_lo / 10, labels=lab, x_T=x_T)
         x = td.cloning_probability(ens, None, float(T), n_pairs=4 * n_pairs, labels=lab)
         phi_sim.append(float(e.value)), phi_err.append(float(e.stderr))
         phi_exact.append(float(x.value)), phi_exact_err.append(float(x.stderr))
         if model is not None:  # the same states and the same noise as the exact simulation above
-            m = _model_cloning(td, model, ens, sched, float(T), kc, n_pairs, clone_steps, T_lo / 10, lab)
+            m = _model_cloning(td, model, ens, sched, float(T), kc, x_T, clone_steps, T_lo / 10, lab)
             phi_model.append(float(m.value)), phi_model_err.append(float(m.stderr))
         progress.update(i + 1, n_T)
     chance = float(np.sum((np.bincount(lab) / n) ** 2))
-    half = chance_of(lab)
+    half = _half_level(lab)
     T_half = _crossing_desc(Tc_grid, np.asarray(phi_sim), half)
 
     # 5. trajectories ------------------------------------------------------------------------
@@ -197,7 +199,7 @@ def analyze(X: np.ndarray, labels: np.ndarray | None, *, seed: int = 0, quick: b
             info=model_info or {}, n_train_points=int(idx.size),
             cloning=dict(phi=phi_model, phi_stderr=phi_model_err),
             cloning_half=dict(formula="phi(T) halfway between 1 and chance, simulated with your model", **_conventions(
-                _crossing_desc(Tc_grid, np.asarray(phi_model), chance_of(lab)))),
+                _crossing_desc(Tc_grid, np.asarray(phi_model), _half_level(lab)))),
             measured_settle=dict(formula="median T after which a trajectory of your model keeps its nearest training point",
                                  **_conventions(_f(mm.T_collapse))),
             measured_top_weight_half=dict(formula="mean posterior weight of the top training point reaches 1/2 on your model's trajectories",
@@ -253,26 +255,21 @@ def analyze(X: np.ndarray, labels: np.ndarray | None, *, seed: int = 0, quick: b
     return res, figs
 
 
-def chance_of(lab) -> float:
-    """Halfway between chance (classes drawn independently) and 1: the phi level of 'cloning_half'."""
+def _half_level(lab) -> float:
+    """The phi level halfway between chance (classes drawn independently) and 1 ('cloning_half')."""
     chance = float(np.sum((np.bincount(lab) / lab.size) ** 2))
     return chance + 0.5 * (1 - chance)
 
 
-def _model_cloning(td, model, ens, sched, T, key, n_pairs, steps, T_end, lab):
-    """phi(T) of a trained model from the states and noise that ``cloning_probability(ens, ...)``
-    draws with ``key``, classified by the exact empirical posterior at T_end."""
-    import jax
-
+def _model_cloning(td, model, ens, sched, T, key, x_T, steps, T_end, lab):
+    """phi(T) of a trained model from the states ``x_T`` and the noise of ``key``, classified by
+    the exact empirical posterior at T_end (as the exact simulation classifies)."""
     from ._dynamics import _default_classifier
 
-    kx = jax.random.split(key, 3)[0]
-    t = sched.time_at_temperature(T)
-    x0 = td.Diffused(ens, sched).sample_marginal(kx, n_pairs, t)[1]
     ts = td.time_grid(sched, steps, td.KarrasGrid(), T_start=T, T_end=T_end)
     classify = _default_classifier(ens, sched, ts[-1], lab)
-    return td.cloning_probability(model, sched, T, key=key, n_pairs=n_pairs, steps=steps, grid=td.KarrasGrid(),
-                                  T_end=T_end, classify=classify, x_T=x0)
+    return td.cloning_probability(model, sched, T, key=key, n_pairs=x_T.shape[0], steps=steps, grid=td.KarrasGrid(),
+                                  T_end=T_end, classify=classify, x_T=x_T)
 
 
 def _crossing_desc(T, y, level):

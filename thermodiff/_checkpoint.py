@@ -159,10 +159,12 @@ def save_checkpoint(path, state, trainer, *, data, n_models: int | None = None, 
         files={"model.eqx": _sha(model_bytes), "optimizer.eqx": _sha(opt_bytes), "history.npz": _sha(hist_bytes)},
         extra=extra or {},
     )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _recover(path)
+    for stale in path.parent.glob(f".{path.name}.partial-*"):  # left by an interrupted save
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp.mkdir()
     for name, b in (("model.eqx", model_bytes), ("optimizer.eqx", opt_bytes), ("history.npz", hist_bytes),
                     ("meta.json", json_bytes(meta))):
         write_atomic(tmp / name, b)
@@ -200,8 +202,31 @@ class Checkpoint:
         return int(self.meta["step"])
 
 
+def _recover(path: Path) -> None:
+    """A save interrupted between its two renames leaves the complete previous checkpoint as
+    ``.NAME.old-PID`` and nothing at ``NAME``: put it back."""
+    if path.exists():
+        for old in path.parent.glob(f".{path.name}.old-*"):
+            shutil.rmtree(old, ignore_errors=True)
+        return
+    olds = sorted(path.parent.glob(f".{path.name}.old-*"), key=lambda q: q.stat().st_mtime)
+    if olds and (olds[-1] / "meta.json").is_file():
+        os.replace(olds[-1], path)
+
+
+def checkpoint_exists(path) -> bool:
+    """Whether ``path`` (or its ``checkpoint/`` folder) holds a checkpoint, after recovering an
+    interrupted save."""
+    p = Path(path)
+    for q in (p, p / "checkpoint"):
+        if q.parent.is_dir():
+            _recover(q)
+    return (p / "meta.json").is_file() or (p / "checkpoint" / "meta.json").is_file()
+
+
 def _find(path) -> Path:
     p = Path(path)
+    checkpoint_exists(p)
     if (p / "checkpoint" / "meta.json").is_file():  # the --out folder of `thermodiff train`
         p = p / "checkpoint"
     if not (p / "meta.json").is_file():

@@ -132,11 +132,13 @@ def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def _check_out(out: Path, resume: bool):
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r} exists and is not a folder")
-    ck = out / "checkpoint"
-    if not resume and (ck / "meta.json").exists():
+    from ._checkpoint import checkpoint_exists
+
+    has = out.is_dir() and checkpoint_exists(out / "checkpoint")
+    if not resume and has:
         raise UsageError(f"--out {str(out)!r} already holds a training checkpoint: pass --resume to continue it, "
                          "or choose another --out")
-    if resume and not (ck / "meta.json").exists():
+    if resume and not has:
         raise UsageError(f"--resume: {str(out)!r} holds no checkpoint to continue")
     probe_dir = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
     if not os.access(probe_dir, os.W_OK | os.X_OK):

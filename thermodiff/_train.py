@@ -445,7 +445,7 @@ def train(model, data, *, key, steps: int, trainer: Trainer | None = None, diagn
     import time
 
     from ._analyze import Progress
-    from ._checkpoint import save_checkpoint
+    from ._checkpoint import checkpoint_exists, save_checkpoint
     from ._diagnostics import Diagnostics, detect_tau_gen, detect_tau_mem
 
     if not isinstance(model, Preconditioned):
@@ -470,7 +470,7 @@ def train(model, data, *, key, steps: int, trainer: Trainer | None = None, diagn
     points = jnp.asarray(pts_np, model.data_mean.dtype)
     keys = jax.random.split(key, M) if M else key
 
-    if resume and checkpoint is not None and _exists(checkpoint):
+    if resume and checkpoint is not None and checkpoint_exists(checkpoint):
         state, history, losses = _resume(checkpoint, trainer, pts_np, M)
     else:
         state = eqx.filter_vmap(trainer.init)(model, keys) if M else trainer.init(model, keys)
@@ -528,13 +528,6 @@ def _resume(checkpoint, trainer, pts_np, M):
         raise CheckpointError(f"checkpoint holds {ck.meta.get('n_models') or 1} model(s), this run trains {M or 1}")
     history = {k: v for k, v in ck.history.items() if k != "losses"}
     return ck.state, history, [ck.history["losses"]] if "losses" in ck.history else []
-
-
-def _exists(path) -> bool:
-    from pathlib import Path
-
-    p = Path(path)
-    return (p / "meta.json").is_file() or (p / "checkpoint" / "meta.json").is_file()
 
 
 def _evaluator(diagnostics, M):
