@@ -20,6 +20,7 @@ the same result as an uninterrupted run.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -182,7 +183,6 @@ def train_command(args, load_dataset) -> tuple[dict, dict, Path]:
 
     import jax
     import jax.numpy as jnp
-    import optax
 
     import thermodiff as td
 
@@ -202,7 +202,7 @@ def train_command(args, load_dataset) -> tuple[dict, dict, Path]:
         net = td.UNet(side, side, tuple(int(c) for c in str(cfg["channels"]).split(",")), key=k_net)
     model = td.Preconditioned.for_data(net, np.asarray(Xtr, np.float64), cfg["parametrization"])
     sd2 = float(model.sigma_data) ** 2
-    trainer = td.Trainer(optax.adam(cfg["lr"]), T_min=1e-4 * sd2, T_max=1e3 * sd2, batch_size=cfg["batch_size"],
+    trainer = td.Trainer(_adam(cfg["lr"]), T_min=1e-4 * sd2, T_max=1e3 * sd2, batch_size=cfg["batch_size"],
                          ema_decay=cfg["ema"])
     temps = np.geomspace(0.01 * sd2, 30 * sd2, 8)
     diag = td.Diagnostics(temps, held_out=X[held_idx] if held_idx.size >= 2 else None,
@@ -218,6 +218,15 @@ def train_command(args, load_dataset) -> tuple[dict, dict, Path]:
     if side is not None and cfg["n_samples"]:
         figs["samples.png"] = _samples_figure(res.model, X[train_idx], side, jax.random.fold_in(key, 7))
     return result, figs, out
+
+
+@functools.lru_cache(maxsize=None)
+def _adam(lr: float):
+    """One optimizer object per learning rate: runs in one process then share their compilation
+    (an optax transformation is static in a jit and hashes by identity)."""
+    import optax
+
+    return optax.adam(lr)
 
 
 def _f(x):

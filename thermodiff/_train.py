@@ -166,11 +166,18 @@ def _check_int(name, value, lo):
     return int(value)
 
 
+# One instance, so that default trainers hash alike and reuse one compilation (an optax
+# transformation is static in a jit and hashes by the identity of its functions).
+_DEFAULT_OPTIMIZER = optax.adam(1e-3)
+
+
 class Trainer(eqx.Module):
     """The training recipe of denoising score matching (module docstring; theory section 10).
 
     **Arguments:**
-    - ``optimizer``: any optax ``GradientTransformation`` (default ``optax.adam(1e-3)``).
+    - ``optimizer``: any optax ``GradientTransformation`` (default ``optax.adam(1e-3)``). It is a
+      static part of the compiled loop, hashed by identity: reuse one optimizer object across
+      calls to reuse their compilation.
     - ``schedule``: the forward process whose time the noise levels are uniform in (default VP()).
     - ``noise``: ``UniformTime()`` (default), ``LowDiscrepancy()`` or ``LogNormal()``.
     - ``weighting``: ``EDMWeighting()`` (default), ``UnitWeighting()``,
@@ -195,7 +202,7 @@ class Trainer(eqx.Module):
 
     def __init__(self, optimizer=None, schedule=None, noise=None, weighting=None, *, T_min, T_max,
                  batch_size: int = 512, ema_decay: float = 0.999, grad_clip: float | None = 1.0):
-        self.optimizer = optax.adam(1e-3) if optimizer is None else optimizer
+        self.optimizer = _DEFAULT_OPTIMIZER if optimizer is None else optimizer
         if not isinstance(self.optimizer, optax.GradientTransformation):
             raise TypeError(f"optimizer must be an optax GradientTransformation, got {type(self.optimizer).__name__}")
         self.schedule = VP() if schedule is None else schedule
