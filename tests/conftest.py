@@ -18,3 +18,20 @@ def zscore_ok(estimate, exact, stderr, z=5.0, floor=0.0):
 
     estimate, exact, stderr = map(np.asarray, (estimate, exact, stderr))
     return np.all(np.abs(estimate - exact) <= z * stderr + floor)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module.
+
+    Every XLA:CPU executable keeps several memory mappings alive; a full test session compiles
+    thousands of programs and, without this, passes the kernel's limit of 65530 mappings per
+    process (vm.max_map_count) after about 15 minutes, at which point LLVM segfaults inside the
+    next compilation (seen in CI in test_train.py). Modules rarely share programs, so clearing
+    costs little compilation.
+    """
+    yield
+    import gc
+
+    jax.clear_caches()
+    gc.collect()
