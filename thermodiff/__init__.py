@@ -1,150 +1,126 @@
 """thermodiff: the statistical thermodynamics of generative diffusion models, in JAX.
 
-Conventions (SPEC section 1): temperature T is the VE-equivalent noise variance,
+Conventions (docs/theory.md section 1): temperature T is the VE-equivalent noise variance,
 x = y + sqrt(T) z. Every function acts on one state; batch with jax.vmap.
+
+Submodules load on first use of one of their names (PEP 562), so ``import thermodiff`` and the
+command line's ``--help`` do not pay for importing JAX; ``__init__.pyi`` gives type checkers the
+same names statically.
 """
 
-from ._bath import BathMoments as BathMoments, BathTrajectory as BathTrajectory, GenerativeBath as GenerativeBath
-from ._checkpoint import (
-    Checkpoint as Checkpoint,
-    CheckpointError as CheckpointError,
-    data_fingerprint as data_fingerprint,
-    load_checkpoint as load_checkpoint,
-    save_checkpoint as save_checkpoint,
-)
-from ._compare import compare_to_exact as compare_to_exact, ModelComparison as ModelComparison
-from ._data import load_digits as load_digits
-from ._diagnostics import (
-    denoising_loss as denoising_loss,
-    detect_tau_gen as detect_tau_gen,
-    detect_tau_mem as detect_tau_mem,
-    Diagnostics as Diagnostics,
-    excess_loss as excess_loss,
-    generalization_error as generalization_error,
-    generate as generate,
-    irreducible_loss as irreducible_loss,
-    memorization_fraction as memorization_fraction,
-)
-from ._dynamics import (
-    class_change_probability as class_change_probability,
-    class_posterior as class_posterior,
-    cloning_probability as cloning_probability,
-    decision_sensitivity as decision_sensitivity,
-    Estimate as Estimate,
-    PHI_CRITICAL as PHI_CRITICAL,
-    perturbation_response as perturbation_response,
-    speciation_temperature as speciation_temperature,
-    susceptibility_trace as susceptibility_trace,
-)
-from ._ensembles._base import AbstractEnsemble as AbstractEnsemble
-from ._ensembles._curie_weiss import CurieWeiss as CurieWeiss
-from ._ensembles._diffused import Diffused as Diffused
-from ._ensembles._finite import FiniteDataset as FiniteDataset
-from ._ensembles._hypersphere import Hypersphere as Hypersphere
-from ._ensembles._mixture import Gaussian as Gaussian, GaussianMixture as GaussianMixture
-from ._ensembles._two_deltas import TwoDeltas as TwoDeltas
-from ._hierarchy import (
-    Basins as Basins,
-    basins as basins,
-    bifurcation_tree as bifurcation_tree,
-    BifurcationTree as BifurcationTree,
-    descend as descend,
-    first_split as first_split,
-    first_split_temperature as first_split_temperature,
-    FirstSplit as FirstSplit,
-    SplitNode as SplitNode,
-)
-from ._memory import (
-    collapse_temperature as collapse_temperature,
-    collapse_temperature_from_data as collapse_temperature_from_data,
-    Condensation as Condensation,
-    excess_entropy as excess_entropy,
-    ExcessEntropy as ExcessEntropy,
-    hopfield_capacity as hopfield_capacity,
-    hopfield_capacity_prediction as hopfield_capacity_prediction,
-    hopfield_energy as hopfield_energy,
-    hopfield_fixed_points as hopfield_fixed_points,
-    hopfield_update as hopfield_update,
-    HopfieldFixedPoints as HopfieldFixedPoints,
-    posterior_condensation as posterior_condensation,
-    rem_entropy as rem_entropy,
-)
-from ._meanfield import (
-    critical_exponents as critical_exponents,
-    critical_temperature as critical_temperature,
-    Exponent as Exponent,
-    fixed_point as fixed_point,
-    landau_coefficients as landau_coefficients,
-    order_parameter as order_parameter,
-    principal_axis as principal_axis,
-    susceptibility as susceptibility,
-)
-from ._models import (
-    AbstractModel as AbstractModel,
-    Denoiser as Denoiser,
-    NoisePrediction as NoisePrediction,
-    Score as Score,
-)
-from ._nets import (
-    Preconditioned as Preconditioned,
-    ResidualMLP as ResidualMLP,
-    SinusoidalEmbedding as SinusoidalEmbedding,
-    UNet as UNet,
-)
-from ._samplers import (
-    AbstractGrid as AbstractGrid,
-    AbstractSolver as AbstractSolver,
-    CriticalGrid as CriticalGrid,
-    DDIM as DDIM,
-    EulerMaruyama as EulerMaruyama,
-    ExponentialEuler as ExponentialEuler,
-    KarrasGrid as KarrasGrid,
-    LangevinCorrector as LangevinCorrector,
-    late_start as late_start,
-    ProbabilityFlowEuler as ProbabilityFlowEuler,
-    ProbabilityFlowHeun as ProbabilityFlowHeun,
-    sample as sample,
-    StochasticHeun as StochasticHeun,
-    time_grid as time_grid,
-    Trajectory as Trajectory,
-    UniformGrid as UniformGrid,
-)
-from ._schedules import (
-    AbstractSchedule as AbstractSchedule,
-    Cosine as Cosine,
-    DDPM as DDPM,
-    OU as OU,
-    VE as VE,
-    VP as VP,
-)
-from ._speciation import (
-    CollapseMeasurement as CollapseMeasurement,
-    measure_collapse as measure_collapse,
-    speciation_time as speciation_time,
-    SpeciationPrediction as SpeciationPrediction,
-)
-from ._train import (
-    AbstractNoiseLevels as AbstractNoiseLevels,
-    AbstractWeighting as AbstractWeighting,
-    EDMWeighting as EDMWeighting,
-    LogNormal as LogNormal,
-    LowDiscrepancy as LowDiscrepancy,
-    NoiseVarianceWeighting as NoiseVarianceWeighting,
-    SNRWeighting as SNRWeighting,
-    stack_models as stack_models,
-    train as train,
-    train_step as train_step,
-    Trainer as Trainer,
-    TrainResult as TrainResult,
-    TrainState as TrainState,
-    UniformTime as UniformTime,
-    UnitWeighting as UnitWeighting,
-)
-from ._thermo import (
-    entropy as entropy,
-    free_energy as free_energy,
-    heat_capacity as heat_capacity,
-    internal_energy as internal_energy,
-)
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+# Public name -> the private module that defines it.
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "._bath": (
+        "BathMoments", "BathTrajectory", "GenerativeBath",
+    ),
+    "._checkpoint": (
+        "Checkpoint", "CheckpointError", "data_fingerprint", "load_checkpoint", "save_checkpoint",
+    ),
+    "._compare": (
+        "compare_to_exact", "ModelComparison",
+    ),
+    "._classes": (
+        "ClassInference", "infer_classes",
+    ),
+    "._data": (
+        "load_digits", "load_digits_upsampled",
+    ),
+    "._diagnostics": (
+        "denoising_loss", "detect_tau_gen", "detect_tau_mem", "Diagnostics", "excess_loss",
+        "generalization_error", "generate", "irreducible_loss", "memorization_fraction",
+    ),
+    "._dynamics": (
+        "class_change_probability", "class_posterior", "cloning_probability",
+        "decision_sensitivity", "Estimate", "PHI_CRITICAL", "perturbation_response",
+        "speciation_temperature", "susceptibility_trace",
+    ),
+    "._ensembles._base": (
+        "AbstractEnsemble",
+    ),
+    "._ensembles._curie_weiss": (
+        "CurieWeiss",
+    ),
+    "._ensembles._diffused": (
+        "Diffused",
+    ),
+    "._ensembles._finite": (
+        "FiniteDataset",
+    ),
+    "._ensembles._hypersphere": (
+        "Hypersphere",
+    ),
+    "._ensembles._mixture": (
+        "Gaussian", "GaussianMixture",
+    ),
+    "._ensembles._two_deltas": (
+        "TwoDeltas",
+    ),
+    "._hierarchy": (
+        "Basins", "basins", "bifurcation_tree", "BifurcationTree", "descend", "first_split",
+        "first_split_temperature", "FirstSplit", "SplitNode",
+    ),
+    "._memory": (
+        "collapse_temperature", "collapse_temperature_from_data", "Condensation", "excess_entropy",
+        "ExcessEntropy", "hopfield_capacity", "hopfield_capacity_prediction", "hopfield_energy",
+        "hopfield_fixed_points", "hopfield_update", "HopfieldFixedPoints",
+        "posterior_condensation", "rem_entropy",
+    ),
+    "._meanfield": (
+        "critical_exponents", "critical_temperature", "Exponent", "fixed_point",
+        "landau_coefficients", "order_parameter", "principal_axis", "susceptibility",
+    ),
+    "._models": (
+        "AbstractModel", "Denoiser", "NoisePrediction", "Rescaled", "Score",
+    ),
+    "._nets": (
+        "Preconditioned", "ResidualMLP", "SinusoidalEmbedding", "UNet",
+    ),
+    "._samplers": (
+        "AbstractGrid", "AbstractSolver", "CriticalGrid", "DDIM", "EulerMaruyama",
+        "ExponentialEuler", "KarrasGrid", "LangevinCorrector", "late_start",
+        "ProbabilityFlowEuler", "ProbabilityFlowHeun", "sample", "StochasticHeun", "time_grid",
+        "Trajectory", "UniformGrid",
+    ),
+    "._schedules": (
+        "AbstractSchedule", "Cosine", "DDPM", "OU", "VE", "VP",
+    ),
+    "._speciation": (
+        "CollapseMeasurement", "measure_collapse", "speciation_time", "SpeciationPrediction",
+    ),
+    "._train": (
+        "AbstractNoiseLevels", "AbstractWeighting", "EDMWeighting", "LogNormal", "LowDiscrepancy",
+        "NoiseVarianceWeighting", "SNRWeighting", "stack_models", "train", "train_step", "Trainer",
+        "TrainResult", "TrainState", "UniformTime", "UnitWeighting",
+    ),
+    "._subspace": (
+        "PrincipalSubspace", "principal_subspace", "subspace_dimension",
+    ),
+    "._units": (
+        "CONVENTIONS", "DATA_SCALES", "DataScale", "data_scale", "NoiseLevel", "noise_conventions", "scale_data",
+        "temperature_from",
+    ),
+    "._thermo": (
+        "entropy", "free_energy", "heat_capacity", "internal_energy",
+    ),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'thermodiff' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
