@@ -2,7 +2,7 @@
 
 Every model answers one question, ``model.denoise(x, t, schedule)``: the clean-data estimate
 E[y | x_t] at a state x_t of the schedule's native coordinates and its diffusion time t. The
-score, the noise prediction and the VE-picture quantities follow from it (SPEC section 1):
+score, the noise prediction and the VE-picture quantities follow from it (theory section 1):
 
     score(x, t) = (theta D - x)/s^2,   eps(x, t) = (x - theta D)/s,   u = x/theta, T = (s/theta)^2.
 
@@ -18,6 +18,7 @@ import abc
 from typing import Callable
 
 import equinox as eqx
+import jax.numpy as jnp
 
 from ._custom_types import Array, RealScalarLike, Vector
 from ._ensembles._base import AbstractEnsemble
@@ -44,7 +45,7 @@ class AbstractModel(eqx.Module):
 
 
 class Exact(AbstractModel):
-    """The exact posterior mean of an ensemble: D = m_T(x/theta) (SPEC sections 1-2)."""
+    """The exact posterior mean of an ensemble: D = m_T(x/theta) (theory sections 1-2)."""
 
     ensemble: AbstractEnsemble
 
@@ -89,6 +90,33 @@ class NoisePrediction(AbstractModel):
         return (x - s * self.fn(x, t)) / theta
 
 
+class Rescaled(AbstractModel):
+    """A model of data y seen in affinely mapped units y' = a y + b (a > 0, theory section 1).
+
+    A network trained on raw data and analysed in [-1, 1] units (or the reverse) is the same
+    denoiser after the change of units: the VE state maps as u' = a u + b and the temperature as
+    T' = a^2 T, so D'(u', T') = a D((u' - b)/a, T'/a^2) + b.
+
+    **Arguments:** ``model`` (any sampler model of the raw data), ``a`` (> 0), ``b`` (scalar or (d,)).
+    """
+
+    model: AbstractModel
+    a: float
+    b: Array
+
+    def __init__(self, model, a, b=0.0):
+        if not float(a) > 0:
+            raise ValueError(f"a must be > 0 (allowed range: (0, inf)), got {a!r}")
+        self.model = as_model(model)
+        self.a = float(a)
+        self.b = jnp.asarray(b, jnp.float32)
+
+    def denoise(self, x, t, schedule):
+        theta, T = schedule.signal_scale(t), schedule.temperature(t)
+        u = (x / theta - self.b) / self.a
+        return self.a * denoise_ve(self.model, u, T / self.a**2, schedule) + self.b
+
+
 def as_model(model, schedule: AbstractSchedule | None = None) -> AbstractModel:
     """Wrap ``model`` as an AbstractModel: ensembles exactly, bare callables as scores.
 
@@ -129,4 +157,4 @@ def denoise_ve(model: AbstractModel, u: Vector, T: RealScalarLike, schedule: Abs
     return model.denoise(schedule.signal_scale(t) * u, t, schedule)
 
 
-__all__ = ["AbstractModel", "Denoiser", "Exact", "NoisePrediction", "Score", "as_model", "denoise_ve"]
+__all__ = ["AbstractModel", "Denoiser", "Exact", "NoisePrediction", "Rescaled", "Score", "as_model", "denoise_ve"]
