@@ -6,7 +6,8 @@
    materialises the Q x N distance and logit matrices. Reported: points x queries per second of
    each (interleaved medians, same run), their ratio, agreement, and the peak RSS of each in a
    fresh subprocess (streaming memory does not grow with N; dense grows like Q x N).
-2. ``analyze``: wall time of ``thermodiff analyze --quick`` on the embedded digits, by stage.
+
+The ``analyze`` benchmark (``thermodiff analyze`` end to end) lives in ``bench_analyze.py``.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 
-from ._common import register, summarize, time_interleaved
+from ._common import register, time_interleaved
 
 MiB = 2**20
 
@@ -134,27 +134,6 @@ def bench_collapse(quick: bool) -> dict:
     return {"summary": summary, "timings": t, "memory": mem,
             "notes": ["peak RSS of a fresh process; 'baseline' imports jax and thermodiff and builds the data only, "
                       "so peak - baseline is what each implementation adds"]}
-
-
-@register("analyze", description="thermodiff analyze --quick on the embedded digits: wall time by stage")
-def bench_analyze(quick: bool) -> dict:
-    from thermodiff._analyze import Progress, analyze
-    from thermodiff._data import load_digits
-
-    X, y = load_digits()
-    if quick:
-        X, y = X[::6], y[::6]
-    progress = Progress(enabled=False)
-    t0 = time.perf_counter()
-    res, _ = analyze(X, y, quick=True, progress=progress, name="digits")
-    wall = time.perf_counter() - t0
-    stages = progress.finish()
-    summary = {"wall_s": wall, **{f"{k}_s": v for k, v in stages.items()},
-               "T_speciation_biroli": res["speciation"]["biroli"]["T"],
-               "T_collapse_rem": res["collapse"]["rem"]["T"],
-               "T_collapse_measured": res["collapse"]["measured_settle"]["T"]}
-    return {"summary": summary, "stages": stages, "n_points": int(X.shape[0]),
-            "timing": summarize([wall])}
 
 
 if __name__ == "__main__":

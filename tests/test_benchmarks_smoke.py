@@ -47,7 +47,7 @@ def _finite_number(v) -> bool:
 @pytest.fixture(scope="module")
 def quick_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    proc = _run(["--quick", "--out", str(out), "--platform", "cpu"], timeout=600)
+    proc = _run(["--quick", "--out", str(out), "--platform", "cpu"], timeout=900)
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
     names = list(_common.load_all())
     results = {}

@@ -1,82 +1,36 @@
-"""``thermodiff analyze``: where a dataset speciates and where it collapses (SPEC sections 3, 6, 9).
+"""``thermodiff analyze``: where a dataset speciates and where it memorises (theory sections 3, 6, 9).
 
 One pass over a dataset (the embedded UCI digits by default) that answers the practitioner's two
 questions before any training: at which noise level does a diffusion model commit to a class
-(speciation), and below which does it start to reproduce training points (collapse)? Each
-prediction is confirmed by simulation with the exact empirical score (the score a perfectly
-trained model would learn):
+(speciation), and below which does it start to reproduce training points (memorization)? Each
+question gets one headline answer with an uncertainty, chosen by a stated rule, and the other
+estimators as supporting evidence:
 
-1. spectrum: eigenvalues of the data covariance;
-2. predictions: Biroli et al.'s speciation t_S = log(Lambda)/2 and the exact first split of the
-   empirical law; the REM collapse T_C = s^2/(N^{2/d} - 1) and the zero of the excess entropy;
-   every temperature also as OU time and as DDPM step (both conventions of SPEC section 1);
-3. measured cloning curve phi(T) (two copies branched at T end in the same class);
-4. measured collapse and per-class commitment along exact-score trajectories.
+1. units: the data are mapped to the chosen scale ([-1, 1] by default, as images are trained);
+   every temperature is reported in those units, in the data's own units and as schedule times;
+2. spectrum: the leading eigenvalues of the data covariance (randomized for large d);
+3. classes: given labels, or inferred by k-means with the gap statistic;
+4. speciation predicted: Biroli et al.'s T_S = Lambda - 1 and the exact first split of the
+   empirical law (in the leading principal subspace for large d, with the restriction's error);
+5. memorization predicted: the REM threshold and the zero of the excess entropy;
+6. cloning curve phi(T) simulated with the exact empirical score: the speciation headline;
+7. trajectories: posterior condensation, settling and closeness to training points: the
+   memorization headline.
 
-Temperatures are VE-equivalent noise variances in the data's own units.
+Temperatures are VE-equivalent noise variances (theory section 1).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import sys
-import time
 
 import numpy as np
 
-_STAGES = ("spectrum", "speciation", "collapse prediction", "cloning curve", "trajectories", "figures")
+from ._progress import Progress
 
-
-class Progress:
-    """A progress bar on stderr (a redrawn bar on a terminal, one line per stage otherwise)."""
-
-    def __init__(self, enabled: bool = True, stream=None, stages=_STAGES):
-        self.enabled = enabled
-        self.stream = sys.stderr if stream is None else stream
-        self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.stages = tuple(stages)
-        self.t0 = time.perf_counter()
-        self.timings: dict[str, float] = {}
-        self._stage = None
-        self._t_stage = self.t0
-        self._decile = -1
-        self.suffix = ""  # extra text after the bar (e.g. the current loss)
-
-    def stage(self, name: str) -> None:
-        self._close_stage()
-        self._stage, self._t_stage = name, time.perf_counter()
-        self._decile = -1
-        self.update(0, 1)
-
-    def update(self, done: int, total: int) -> None:
-        """Redraw the bar (terminal), or print a line at the start and every tenth (elsewhere)."""
-        if not self.enabled or self._stage is None:
-            return
-        k = self.stages.index(self._stage) + 1 if self._stage in self.stages else 0
-        width = 24
-        frac = min(max(done / max(total, 1), 0.0), 1.0)
-        fill = int(width * frac)
-        bar = "#" * fill + "-" * (width - fill)
-        line = f"[{k}/{len(self.stages)}] [{bar}] {self._stage} ({time.perf_counter() - self.t0:5.1f} s){self.suffix}"
-        if self.tty:
-            self.stream.write("\r" + line.ljust(78))
-            self.stream.flush()
-        elif int(10 * frac) > self._decile:
-            self._decile = int(10 * frac)
-            self.stream.write(line + "\n")
-            self.stream.flush()
-
-    def _close_stage(self) -> None:
-        if self._stage is not None:
-            self.timings[self._stage] = time.perf_counter() - self._t_stage
-
-    def finish(self) -> dict[str, float]:
-        self._close_stage()
-        self._stage = None
-        if self.enabled and self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-        return self.timings
+STAGES = ("spectrum", "classes", "speciation", "memorization prediction", "cloning curve", "trajectories", "figures")
+N_BOOT = 200  # bootstrap resamples behind every headline uncertainty
 
 
 def _f(x) -> float | None:
@@ -84,196 +38,269 @@ def _f(x) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _conventions(T: float | None) -> dict:
-    """A VE temperature with its OU time and DDPM step (SPEC section 1)."""
-    import jax.numpy as jnp
-
-    from ._schedules import DDPM, OU
+def conventions(T: float | None, scale) -> dict:
+    """A temperature of the scaled data with its data-unit value and schedule times (theory 1)."""
+    from ._units import noise_conventions
 
     if T is None or not math.isfinite(T) or T <= 0:
-        return dict(T=None, ou_t=None, ddpm_step=None, abar=None)
-    return dict(
-        T=float(T), ou_t=_f(OU().time_at_temperature(jnp.asarray(T))),
-        ddpm_step=_f(DDPM().time_at_temperature(jnp.asarray(T))), abar=1.0 / (1.0 + float(T)),
-    )
+        return dict(T=None, T_data=None, ou_t=None, vp_t=None, ddpm_step=None, abar=None)
+    nl = noise_conventions(T)
+    return dict(T=float(T), T_data=float(scale.temperature_to_data_units(T)), ou_t=_f(nl.ou_t), vp_t=_f(nl.vp_t),
+                ddpm_step=_f(nl.ddpm_step), abar=_f(nl.abar))
 
 
-def analyze(X: np.ndarray, labels: np.ndarray | None, *, seed: int = 0, quick: bool = False,
+def _estimate(formula: str, T, scale, stderr=None, **extra) -> dict:
+    out = dict(formula=formula, **conventions(T, scale))
+    if stderr is not None and out["T"] is not None:
+        out["stderr"] = float(stderr)
+        out["stderr_data"] = float(stderr) / scale.a**2
+    out.update(extra)
+    return out
+
+
+@dataclasses.dataclass
+class _Data:
+    X: np.ndarray  # scaled data, float32 or float64
+    scale: object  # DataScale
+    labels: np.ndarray  # 0..C-1
+    classes: list  # original label values
+    class_info: dict
+    ens: object  # FiniteDataset
+
+
+def analyze(X: np.ndarray, labels: np.ndarray | None, *, seed: int = 0, quick: bool = False, scale: str = "minus-one-one",
             progress: Progress | None = None, name: str = "data", model=None, model_train=None,
-            model_info: dict | None = None) -> tuple[dict, dict]:
+            model_info: dict | None = None, rate: float | None = None,
+            subspace_split: bool | None = None) -> tuple[dict, dict]:
     """Run the whole analysis; returns (results for results.json, {filename: png bytes}).
 
-    With ``model`` (a trained network) the cloning curve is also simulated with the model from
-    the same states with the same noise, and collapse and commitment are measured along the
-    model's own trajectories against its training points (``model_train``: indices into X,
-    default all): the "measured in your model" columns of the report (theory section 10).
+    **Arguments:**
+    - ``X``: the raw data (N, d), N >= 2; ``labels``: integer labels (N,) or None (inferred).
+    - ``seed``: PRNG seed; ``quick``: smaller sample sizes (a smoke run).
+    - ``scale``: data scale of the analysis, one of ``td.DATA_SCALES`` (``"minus-one-one"``:
+      x -> 2 (x - min)/(max - min) - 1, as image diffusion models are trained).
+    - ``model``: a trained network (acting on the raw data units) to simulate beside the exact
+      score; ``model_train``: indices of its training points in X (default all).
+    - ``rate``: the machine's matmul rate in flop/s (default: measured) for the cost plan.
+    - ``subspace_split``: compute the first split in the leading principal subspace (True), in
+      the full space (False), or by size (None: the subspace above d = 64).
     """
     import jax
+
+    from ._analyze_figures import figures
+    from ._analyze_plan import plan_analysis
+    from ._units import data_scale
+
+    progress = Progress(False) if progress is None else progress
+    n, d = X.shape
+    ds = data_scale(X, scale)
+    split_dim = None if subspace_split is None else (0 if subspace_split else d)
+    plan = plan_analysis(n, d, quick=quick, rate=_rate() if rate is None else rate, split_dim=split_dim)
+    keys = jax.random.split(jax.random.key(seed), 5)
+    progress.stage("spectrum")
+    data, spec = _spectrum(X, ds, n, d)
+    progress.stage("classes")
+    data = _classes(data, labels, seed)
+    progress.stage("speciation")
+    speciation, plan = _speciation(data, spec, plan, progress)
+    progress.stage("memorization prediction")
+    memorization = _memorization_prediction(data, spec, plan, keys[0])
+    progress.stage("cloning curve")
+    T_spec = max(t for t in (speciation["biroli"]["T"], speciation["first_split"]["T"], spec["mean_variance"]) if t)
+    T_lo = min(memorization["rem"]["T"], T_spec) / 30.0
+    cloning = _cloning(data, plan, 4.0 * T_spec, T_lo, keys[1], progress, model)
+    progress.stage("trajectories")
+    traj = _trajectories(data, plan, 4.0 * T_spec, T_lo / 10.0, keys[2], progress)
+    res = _assemble(name, data, spec, plan, speciation, memorization, cloning, traj, seed, quick)
+    if model is not None:
+        from ._analyze_model import model_measurements
+
+        res["model"] = model_measurements(res, data, model, model_train, model_info, plan, 4.0 * T_spec, T_lo / 10.0,
+                                          keys[2], cloning)
+    progress.stage("figures")
+    return res, figures(res)
+
+
+def _rate() -> float:
+    from ._subspace import measure_matmul_rate
+
+    return float(measure_matmul_rate())
+
+
+def _spectrum(X, ds, n, d):
+    """Scaled data, their mean variance, participation ratio and leading eigenvalues."""
     import jax.numpy as jnp
 
     import thermodiff as td
 
-    from ._memory import collapse_temperature, collapse_temperature_from_data
-    from ._speciation import measure_collapse, speciation_time
+    from ._subspace import principal_subspace
 
-    progress = Progress(False) if progress is None else progress
-    X = np.asarray(X, np.float64)
-    n, d = X.shape
-    key = jax.random.key(seed)
-    k_ent, k_clone, k_traj = jax.random.split(key, 3)
-
-    # 1. spectrum -------------------------------------------------------------------------
-    progress.stage("spectrum")
-    mu = X.mean(0)
-    C = np.cov(X.T, bias=True).reshape(d, d)
-    evals = np.sort(np.linalg.eigvalsh(C))[::-1]
-    evals = np.maximum(evals, 0.0)
-    s2 = float(evals.sum() / d)
+    big = n * d > 2**26  # over 64 M entries: keep one float32 copy only
+    Xs = (ds.a * np.asarray(X, np.float32) + np.float32(ds.b)).astype(np.float32) if big else ds.apply(X)
+    k = min(d, n, 64)
+    ps = principal_subspace(Xs, k, seed=0)
+    evals = np.maximum(np.asarray(ps.eigenvalues, np.float64), 0.0)
+    total = float(ps.total_variance)
+    s2 = total / d
     if not s2 > 0:
         raise ValueError("DATA has zero variance (all points identical): nothing to analyse")
-    pr_dim = float(evals.sum() ** 2 / np.sum(evals**2))
-    label_source = "given"
-    if labels is None:
-        v1 = np.linalg.eigh(C)[1][:, -1]
-        labels = ((X - mu) @ v1 > 0).astype(np.int64)
-        label_source = "sign of the projection on the top principal axis (no labels given)"
-    labels = np.asarray(labels, np.int64)
-    classes = np.unique(labels)
-    remap = {c: i for i, c in enumerate(classes)}
-    lab = np.array([remap[c] for c in labels], np.int32)
-    ens = td.FiniteDataset(jnp.asarray(X, jnp.float32))
+    rest = max(total - evals.sum(), 0.0)  # variance outside the leading k, spread evenly (approximation)
+    sq = float(np.sum(evals**2) + (rest**2 / (d - k) if d > k else 0.0))
+    spec = dict(eigenvalues=evals.tolist(), n_computed=int(k), total_variance=total, mean_variance=s2,
+                participation_ratio_dimension=total**2 / sq, explained_fraction=float(evals.sum() / total),
+                subspace=ps)
+    ens = td.FiniteDataset(jnp.asarray(Xs, jnp.float32))
+    return _Data(Xs, ds, None, [], {}, ens), spec
 
-    # 2. speciation ---------------------------------------------------------------------------
-    progress.stage("speciation")
-    pred = speciation_time(ens, td.OU(), n_levels=min(5, d), exact=True, max_starts=8 if quick else 16,
-                           rtol=1e-2 if quick else 1e-3)
-    T_bir, T_fs = _f(pred.T_biroli), _f(pred.T_first_split)
 
-    # 3. collapse prediction -------------------------------------------------------------------
-    progress.stage("collapse prediction")
-    T_rem = float(collapse_temperature(n, d, s2))
-    T_ent = _f(collapse_temperature_from_data(ens, k_ent, n_temperatures=13 if quick else 25,
-                                              n_samples=128 if quick else 256))
+def _classes(data: _Data, labels, seed: int) -> _Data:
+    """Labels as given, else inferred by k-means with the gap statistic (with the caveats)."""
+    if labels is not None:
+        labels = np.asarray(labels, np.int64)
+        classes = np.unique(labels)
+        lab = np.searchsorted(classes, labels).astype(np.int32)
+        n_min = int(np.bincount(lab).min())
+        caveat = None
+        if classes.size == 1:
+            caveat = "one class only: the cloning probability is 1 at every T and speciation is not defined"
+        elif n_min < 2:
+            caveat = f"a class with {n_min} point: its commitment statistics are not meaningful"
+        info = dict(source="given", n_classes=int(classes.size), method="labels given with the data", caveat=caveat)
+        return dataclasses.replace(data, labels=lab, classes=[int(c) for c in classes], class_info=info)
+    from ._classes import infer_classes
 
-    # 4. cloning curve --------------------------------------------------------------------------
-    progress.stage("cloning curve")
-    sched = td.VP()
-    T_spec = max(t for t in (T_bir, T_fs, s2) if t is not None)
-    T_hi = 4.0 * T_spec
-    T_lo = min(T_rem, T_spec) / 30.0
-    n_T = 6 if quick else 10
-    Tc_grid = np.geomspace(T_hi, T_lo, n_T)
-    n_pairs = 128 if quick else 384
-    phi_sim, phi_err, phi_exact, phi_exact_err, phi_model, phi_model_err = [], [], [], [], [], []
-    clone_steps = 40 if quick else 80
-    for i, T in enumerate(Tc_grid):
-        kc = jax.random.fold_in(k_clone, i)
-        x_T = td.Diffused(ens, sched).sample_marginal(jax.random.fold_in(kc, 1), n_pairs,
-                                                      sched.time_at_temperature(float(T)))[1]
-        e = td.cloning_probability(ens, sched, float(T), key=kc, n_pairs=n_pairs, steps=clone_steps,
-                                   grid=td.KarrasGrid(), T_end=T_lo / 10, labels=lab, x_T=x_T)
-        x = td.cloning_probability(ens, None, float(T), n_pairs=4 * n_pairs, labels=lab)
-        phi_sim.append(float(e.value)), phi_err.append(float(e.stderr))
-        phi_exact.append(float(x.value)), phi_exact_err.append(float(x.stderr))
-        if model is not None:  # the same states and the same noise as the exact simulation above
-            m = _model_cloning(td, model, ens, sched, float(T), kc, x_T, clone_steps, T_lo / 10, lab)
-            phi_model.append(float(m.value)), phi_model_err.append(float(m.stderr))
-        progress.update(i + 1, n_T)
-    chance = float(np.sum((np.bincount(lab) / n) ** 2))
-    half = _half_level(lab)
-    T_half = _crossing_desc(Tc_grid, np.asarray(phi_sim), half)
+    inf = infer_classes(data.X, max_classes=10, key_or_seed=seed)
+    lab = np.asarray(inf.labels, np.int32)
+    info = dict(source="inferred", n_classes=int(inf.n_classes), method=inf.method, caveat=inf.caveat)
+    return dataclasses.replace(data, labels=lab, classes=list(range(int(inf.n_classes))), class_info=info)
 
-    # 5. trajectories ------------------------------------------------------------------------
-    progress.stage("trajectories")
-    meas = measure_collapse(ens, sched, k_traj, n_trajectories=96 if quick else 256, T_high=T_hi,
-                            T_low=min(T_rem, T_spec) / 300.0, n_save=24 if quick else 40,
-                            steps=80 if quick else 160, labels=lab)
-    model_res = None
-    if model is not None:
-        idx = np.arange(n) if model_train is None else np.asarray(model_train)
-        mm = measure_collapse(np.asarray(X[idx], np.float32), sched, k_traj, n_trajectories=96 if quick else 256,
-                              T_high=T_hi, T_low=min(T_rem, T_spec) / 300.0, n_save=24 if quick else 40,
-                              steps=80 if quick else 160, labels=lab[idx], model=model)
-        mfc = np.asarray(mm.final_class)
-        model_res = dict(
-            info=model_info or {}, n_train_points=int(idx.size),
-            cloning=dict(phi=phi_model, phi_stderr=phi_model_err),
-            cloning_half=dict(formula="phi(T) halfway between 1 and chance, simulated with your model", **_conventions(
-                _crossing_desc(Tc_grid, np.asarray(phi_model), _half_level(lab)))),
-            measured_settle=dict(formula="median T after which a trajectory of your model keeps its nearest training point",
-                                 **_conventions(_f(mm.T_collapse))),
-            measured_top_weight_half=dict(formula="mean posterior weight of the top training point reaches 1/2 on your model's trajectories",
-                                          **_conventions(_f(mm.T_top_half))),
-            measured_memorized_half=dict(formula="half of your model's states have d1/d2 < 1/3", **_conventions(_f(mm.T_memorized_half))),
-            trajectories=dict(T=np.asarray(mm.T).tolist(), top_weight=np.asarray(mm.top_weight).tolist(),
-                              memorized_fraction=np.asarray(mm.memorized_fraction).tolist()),
-            final_memorized_fraction=float(np.asarray(mm.memorized_fraction)[-1]),
-            generated_fraction_by_class={int(c): float(np.mean(mfc == i)) for i, c in enumerate(classes)},
-        )
-    fc = np.asarray(meas.final_class)
-    commit = np.asarray(meas.commit_T)
-    per_class = []
-    for i, c in enumerate(classes):
-        sel = fc == i
-        per_class.append(dict(
-            label=int(c), n_points=int(np.sum(lab == i)), generated_fraction=float(np.mean(sel)),
-            median_commit_T=_f(np.nanmedian(commit[sel])) if sel.any() and np.isfinite(commit[sel]).any() else None,
-        ))
 
-    # 6. figures -------------------------------------------------------------------------------
-    progress.stage("figures")
-    res = dict(
-        dataset=dict(name=name, n_points=n, dim=d, mean_variance=s2, participation_ratio_dimension=pr_dim,
-                     classes=[int(c) for c in classes], labels=label_source),
-        convention="T = VE-equivalent noise variance in data units (SPEC 1); OU time t = log(1 + T)/2; "
-                   "DDPM step of the linear 1e-4..0.02 x 1000 schedule; abar = 1/(1 + T)",
-        spectrum=dict(eigenvalues=evals.tolist()),
-        speciation=dict(
-            biroli=dict(formula="t_S = log(Lambda)/2 (OU), T_S = Lambda - 1", Lambda=float(evals[0]), **_conventions(T_bir)),
-            first_split=dict(formula="exact first split of the empirical law (td.first_split_temperature)", **_conventions(T_fs)),
-            spectral_levels=[_conventions(_f(t)) for t in np.asarray(pred.T_levels)],
-            cloning_half=dict(formula="phi(T) halfway between 1 and chance (measured)", **_conventions(T_half)),
-        ),
-        collapse=dict(
-            rem=dict(formula="T_C = s^2/(N^(2/d) - 1), s^2 = mean variance (SPEC 9)", **_conventions(T_rem)),
-            excess_entropy_zero=dict(formula="zero of f(T) = s_sep - s (Monte Carlo, exact empirical density)", **_conventions(T_ent)),
-            measured_settle=dict(formula="median T after which a trajectory's nearest training point never changes", **_conventions(_f(meas.T_collapse))),
-            measured_top_weight_half=dict(formula="mean posterior weight of the top training point reaches 1/2", **_conventions(_f(meas.T_top_half))),
-            measured_memorized_half=dict(formula="half the states have d1/d2 < 1/3", **_conventions(_f(meas.T_memorized_half))),
-        ),
-        cloning=dict(T=Tc_grid.tolist(), phi_simulated=phi_sim, phi_simulated_stderr=phi_err, phi_exact=phi_exact,
-                     phi_exact_stderr=phi_exact_err, chance=chance, n_pairs=n_pairs),
-        trajectories=dict(T=np.asarray(meas.T).tolist(), top_weight=np.asarray(meas.top_weight).tolist(),
-                          memorized_fraction=np.asarray(meas.memorized_fraction).tolist(),
-                          n_trajectories=int(fc.size)),
-        classes=per_class,
-        seed=seed, quick=quick,
+def _speciation(data: _Data, spec: dict, plan, progress):
+    """Biroli's spectral estimate and the exact first split (full space or leading subspace)."""
+    import thermodiff as td
+
+    lam = spec["eigenvalues"][0]
+    T_bir = lam - 1.0 if lam > 1.0 else None
+    why = None if T_bir is not None else (
+        f"Biroli et al.'s t_S = log(Lambda)/2 needs a top eigenvalue Lambda > 1 (above the unit noise variance of "
+        f"their OU process); here Lambda = {lam:.3g} in {data.scale.name} units, so the estimate does not apply")
+    n, d = data.X.shape
+    if plan.quick:  # the exact first split costs about 30 s of compilation alone: not in a smoke run
+        T_fs, err, dims, note = None, None, [], "not computed with --quick (its compilation alone takes about 30 s)"
+    elif plan.split_dim == d:
+        T_fs = _f(td.first_split_temperature(data.ens, max_starts=16, rtol=1e-3))
+        err, dims, note = None, [d], "computed in the full space"
+    else:
+        T_fs, err, dims, note, plan = _subspace_split(data, spec, plan, progress)
+    levels = [ev - 1.0 for ev in spec["eigenvalues"][:5]]
+    sp = dict(
+        biroli=_estimate("T_S = Lambda - 1 (Biroli et al.: t_S = log(Lambda)/2 in OU time)", T_bir, data.scale,
+                         Lambda=lam, why_na=why),
+        first_split=_estimate("exact first split of the minima of the free energy of the empirical law (theory 3)",
+                              T_fs, data.scale, stderr=err, dims=dims, note=note),
+        spectral_levels=[conventions(t if t > 0 else None, data.scale) for t in levels],
     )
-    if model_res is not None:
-        res["model"] = model_res
-    figs = _figures(res)
-    return res, figs
+    return sp, plan
 
 
-def _half_level(lab) -> float:
-    """The phi level halfway between chance (classes drawn independently) and 1 ('cloning_half')."""
-    chance = float(np.sum((np.bincount(lab) / lab.size) ** 2))
-    return chance + 0.5 * (1 - chance)
+def _subspace_split(data: _Data, spec: dict, plan, progress):
+    """The first split in the leading k-dimensional principal subspace and, for its error, in the
+    leading k/2 (the same array shape with the trailing coordinates zeroed: one compilation)."""
+    import thermodiff as td
+
+    from ._subspace import subspace_dimension
+
+    k = int(subspace_dimension(spec["subspace"]))
+    dims = [max(1, k // 2), k]
+    P = np.asarray(spec["subspace"].project(data.X)[:, :k], np.float32)
+    T = []
+    for i, kk in enumerate(dims):
+        Q = P.copy()
+        Q[:, kk:] = 0.0  # zero variance there: those directions never split
+        T.append(_f(td.first_split_temperature(td.FiniteDataset(Q), max_starts=64, rtol=1e-3)))
+        progress.update(i + 1, len(dims))
+    err = abs(T[1] - T[0]) if None not in T else None
+    note = (f"computed in the leading {k}-dimensional principal subspace ({_pct(spec, k)} of the variance); "
+            f"the restriction's error is estimated by the change from {dims[0]} to {k} dimensions (the subspace "
+            "answer approaches the full one from below)")
+    return T[-1], err, dims, note, dataclasses.replace(plan, split_dim=k)
 
 
-def _model_cloning(td, model, ens, sched, T, key, x_T, steps, T_end, lab):
-    """phi(T) of a trained model from the states ``x_T`` and the noise of ``key``, classified by
-    the exact empirical posterior at T_end (as the exact simulation classifies)."""
-    from ._dynamics import _default_classifier
-
-    ts = td.time_grid(sched, steps, td.KarrasGrid(), T_start=T, T_end=T_end)
-    classify = _default_classifier(ens, sched, ts[-1], lab)
-    return td.cloning_probability(model, sched, T, key=key, n_pairs=x_T.shape[0], steps=steps, grid=td.KarrasGrid(),
-                                  T_end=T_end, classify=classify, x_T=x_T)
+def _pct(spec, k) -> str:
+    ev = np.asarray(spec["eigenvalues"][:k])
+    return f"{100 * ev.sum() / spec['total_variance']:.0f}%"
 
 
-def _crossing_desc(T, y, level):
-    """T where y(T) (T decreasing along the array, y increasing) reaches level; None if never."""
+def _memorization_prediction(data: _Data, spec: dict, plan, key):
+    """The REM threshold (closed form) and the zero of the excess entropy (Monte Carlo)."""
+    from ._memory import collapse_temperature, collapse_temperature_from_data
+
+    n, d = data.X.shape
+    s2 = spec["mean_variance"]
+    T_rem = float(collapse_temperature(n, d, s2))
+    Ts = np.geomspace(T_rem / 30.0, 30.0 * T_rem, plan.ent_T)
+    T_ent, note = None, "not computed with --quick (a smoke run)"
+    if not plan.quick:
+        T_ent, note = _f(collapse_temperature_from_data(data.ens, key, Ts=Ts, n_samples=plan.ent_samples)), None
+    return dict(
+        rem=_estimate("T_C = s^2/(N^(2/d) - 1), s^2 = mean variance: condensation of Gaussian data of the same "
+                      "size and variance (random energy model, theory 9)", T_rem, data.scale),
+        excess_entropy_zero=_estimate("zero of the excess entropy s_sep - s of the exact empirical density "
+                                      f"(Monte Carlo, {plan.ent_samples} samples at {plan.ent_T} temperatures)",
+                                      T_ent, data.scale, note=note),
+    )
+
+
+def _cloning(data: _Data, plan, T_hi, T_lo, key, progress, model):
+    """phi(T) simulated with the exact empirical score, the exact E sum_c P(c|x)^2, and the
+    states and noise reused for a model."""
+    import jax
+
+    import thermodiff as td
+
+    sched = td.VP()
+    grid = np.geomspace(T_hi, T_lo, plan.n_T)
+    out = dict(T=grid.tolist(), phi_simulated=[], phi_simulated_stderr=[], phi_exact=[], phi_exact_stderr=[],
+               n_pairs=plan.n_pairs, steps=plan.clone_steps, T_end=T_lo / 10, states=[])
+    for i, T in enumerate(grid):
+        kc = jax.random.fold_in(key, i)
+        t = sched.time_at_temperature(float(T))
+        x_T = td.Diffused(data.ens, sched).sample_marginal(jax.random.fold_in(kc, 1), plan.n_pairs, t)[1]
+        e = td.cloning_probability(data.ens, sched, float(T), key=kc, n_pairs=plan.n_pairs, steps=plan.clone_steps,
+                                   grid=td.KarrasGrid(), T_end=T_lo / 10, labels=data.labels, x_T=x_T)
+        x = td.cloning_probability(data.ens, None, float(T), n_pairs=4 * plan.n_pairs, labels=data.labels)
+        out["phi_simulated"].append(float(e.value)), out["phi_simulated_stderr"].append(float(e.stderr))
+        out["phi_exact"].append(float(x.value)), out["phi_exact_stderr"].append(float(x.stderr))
+        if model is not None:
+            out["states"].append((kc, x_T))
+        progress.update(i + 1, plan.n_T)
+    lab = data.labels
+    out["chance"] = float(np.sum((np.bincount(lab) / lab.size) ** 2))
+    out["half_level"] = out["chance"] + 0.5 * (1 - out["chance"])
+    return out
+
+
+def _trajectories(data: _Data, plan, T_hi, T_lo, key, progress):
+    """Exact-score trajectories in four batches (the bar moves), joined into one measurement."""
+    import jax
+
+    import thermodiff as td
+
+    parts, n_b = [], 4 if plan.n_traj >= 64 else 1
+    for b in range(n_b):
+        parts.append(td.measure_collapse(data.ens, td.VP(), jax.random.fold_in(key, b), n_trajectories=plan.n_traj // n_b,
+                                         T_high=T_hi, T_low=T_lo, n_save=plan.n_save, steps=plan.traj_steps,
+                                         labels=data.labels))
+        progress.update(b + 1, n_b)
+    cat = lambda f: np.concatenate([np.asarray(getattr(p, f)) for p in parts])
+    return dict(T=np.asarray(parts[0].T, np.float64), top=cat("top_weight_paths"), mem=cat("memorized_paths"),
+                settle=cat("settle_T"), commit=cat("commit_T"), final_class=cat("final_class"))
+
+
+# ----------------------------------------------------------------------------- headlines
+def crossing_desc(T, y, level):
+    """T where y(T) (T decreasing along the array, y rising) first reaches ``level`` (log-linear
+    interpolation); None if it never does."""
     for i in range(1, len(T)):
         if (y[i - 1] - level) * (y[i] - level) <= 0 and y[i] != y[i - 1]:
             f = (level - y[i - 1]) / (y[i] - y[i - 1])
@@ -281,174 +308,96 @@ def _crossing_desc(T, y, level):
     return None
 
 
-def _figures(res) -> dict:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ._io import figure_bytes
-
-    def marks(ax):
-        styles = [("speciation", "biroli", "C0", "--", "Biroli T_S"), ("speciation", "first_split", "C0", ":", "first split"),
-                  ("collapse", "rem", "C3", "--", "REM T_C"), ("collapse", "measured_settle", "C3", ":", "measured collapse")]
-        for sec, k, c, ls, lab in styles:
-            T = res[sec][k]["T"]
-            if T is not None:
-                ax.axvline(T, color=c, ls=ls, lw=1, label=lab)
-
-    out = {}
-    ev = np.asarray(res["spectrum"]["eigenvalues"])
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.semilogy(np.arange(1, ev.size + 1), np.maximum(ev, 1e-12), "o-", ms=3)
-    ax.axhline(1.0, color="k", lw=0.5)
-    ax.set_xlabel("rank k")
-    ax.set_ylabel(r"eigenvalue $\lambda_k$ of the data covariance")
-    ax.set_title("Covariance spectrum (speciation levels: $T_k = \\lambda_k - 1$)")
-    out["spectrum.png"] = figure_bytes(fig)
-    plt.close(fig)
-
-    cl = res["cloning"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.errorbar(cl["T"], cl["phi_simulated"], yerr=cl["phi_simulated_stderr"], fmt="o", label="simulated (exact score)")
-    if "model" in res:
-        mc = res["model"]["cloning"]
-        ax.errorbar(cl["T"], mc["phi"], yerr=mc["phi_stderr"], fmt="s", mfc="none", color="C2",
-                    label="simulated (your model, same states and noise)")
-    ax.plot(cl["T"], cl["phi_exact"], "-", label=r"$E_x\,\sum_c P(c|x)^2$")
-    ax.axhline(cl["chance"], color="gray", lw=0.6, label="chance")
-    marks(ax)
-    ax.set_xscale("log")
-    ax.set_xlabel("branching temperature T")
-    ax.set_ylabel(r"cloning probability $\phi(T)$")
-    ax.legend(fontsize=7)
-    out["cloning.png"] = figure_bytes(fig)
-    plt.close(fig)
-
-    tr = res["trajectories"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(tr["T"], tr["top_weight"], "-", label="posterior weight of the top training point")
-    ax.plot(tr["T"], tr["memorized_fraction"], "-", label="memorised fraction (d1/d2 < 1/3)")
-    if "model" in res:
-        mt = res["model"]["trajectories"]
-        ax.plot(mt["T"], mt["top_weight"], "--", color="C0", label="top weight, your model's trajectories")
-        ax.plot(mt["T"], mt["memorized_fraction"], "--", color="C1", label="memorised fraction, your model")
-    marks(ax)
-    ax.set_xscale("log")
-    ax.set_xlabel("temperature T")
-    ax.legend(fontsize=7)
-    ax.set_title("Collapse along exact-score trajectories")
-    out["collapse.png"] = figure_bytes(fig)
-    plt.close(fig)
-
-    cls = res["classes"]
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    vals = [c["median_commit_T"] or np.nan for c in cls]
-    ax.bar([str(c["label"]) for c in cls], vals)
-    ax.set_yscale("log")
-    ax.set_xlabel("class")
-    ax.set_ylabel("median commitment temperature")
-    ax.set_title("When trajectories commit to their final class")
-    out["commitment.png"] = figure_bytes(fig)
-    plt.close(fig)
-    return out
+def _boot_std(values) -> float | None:
+    v = np.asarray([x for x in values if x is not None], np.float64)
+    return float(np.std(np.log(v)) * np.exp(np.mean(np.log(v)))) if v.size >= N_BOOT // 2 else None
 
 
-def _fmt(x, p=4):
-    return "n/a" if x is None else f"{x:.{p}g}"
+def phi_crossing(T, phi, stderr, level, seed=0):
+    """The crossing of phi(T) with ``level`` and its parametric-bootstrap standard error (each phi
+    redrawn from N(phi, stderr^2); None when fewer than half the redraws cross)."""
+    T0 = crossing_desc(T, phi, level)
+    rng = np.random.default_rng(seed)
+    phi, stderr = np.asarray(phi), np.asarray(stderr)
+    boot = [crossing_desc(T, phi + stderr * rng.standard_normal(phi.size), level) for _ in range(N_BOOT)]
+    return T0, (_boot_std(boot) if T0 is not None else None)
 
 
-def _model_section(res: dict) -> list[str]:
-    """"Measured in your model": the trained network's speciation and collapse beside the exact ones."""
-    m, sp, co = res["model"], res["speciation"], res["collapse"]
-    info = m["info"]
-    rows = [
-        ("speciation", "phi(T) halfway (simulated)", sp["cloning_half"], m["cloning_half"]),
-        ("collapse", "nearest point settles", co["measured_settle"], m["measured_settle"]),
-        ("collapse", "top weight 1/2", co["measured_top_weight_half"], m["measured_top_weight_half"]),
-        ("collapse", "half memorised (d1/d2 < 1/3)", co["measured_memorized_half"], m["measured_memorized_half"]),
-    ]
-    lines = [
-        "",
-        "## Measured in your model",
-        "",
-        f"Checkpoint: {info.get('path', 'n/a')} (step {info.get('step', 'n/a')}, {info.get('architecture', 'n/a')}), "
-        f"trained on {m['n_train_points']} of the {res['dataset']['n_points']} points. The model runs from the same "
-        "noisy states with the same noise as the exact-score simulation; collapse is measured against its own "
-        "training points. Temperatures are VE (T), as in the table above.",
-        "",
-        "| transition | measurement | exact empirical score: T | your model: T | your model: DDPM step |",
-        "|---|---|---|---|---|",
-    ]
-    for kind, label, ex, mo in rows:
-        lines.append(f"| {kind} | {label} | {_fmt(ex['T'])} | {_fmt(mo['T'])} | {_fmt(mo['ddpm_step'])} |")
-    lines += ["", f"Fraction of your model's final states that sit on a training point (d1/d2 < 1/3): "
-              f"{m['final_memorized_fraction']:.3f} (exact empirical score: {res['trajectories']['memorized_fraction'][-1]:.3f})."]
-    return lines
+def paths_crossing(T, paths, level, seed=0):
+    """The crossing of the trajectory mean of ``paths`` (n, S) with ``level`` and its bootstrap
+    standard error over trajectories."""
+    paths = np.asarray(paths, np.float64)
+    T0 = crossing_desc(T, paths.mean(0), level)
+    rng = np.random.default_rng(seed)
+    n = paths.shape[0]
+    boot = [crossing_desc(T, paths[rng.integers(0, n, n)].mean(0), level) for _ in range(N_BOOT)]
+    return T0, (_boot_std(boot) if T0 is not None else None)
 
 
-def report_markdown(res: dict, timings: dict) -> str:
-    ds = res["dataset"]
-    sp, co = res["speciation"], res["collapse"]
-    rows = [
-        ("speciation", "Biroli et al. (spectrum)", sp["biroli"]),
-        ("speciation", "exact first split", sp["first_split"]),
-        ("speciation", "measured: phi(T) halfway", sp["cloning_half"]),
-        ("collapse", "REM threshold", co["rem"]),
-        ("collapse", "excess entropy zero", co["excess_entropy_zero"]),
-        ("collapse", "measured: nearest point settles", co["measured_settle"]),
-        ("collapse", "measured: top weight 1/2", co["measured_top_weight_half"]),
-        ("collapse", "measured: half memorised (d1/d2 < 1/3)", co["measured_memorized_half"]),
-    ]
-    lines = [
-        f"# thermodiff analyze: {ds['name']}",
-        "",
-        f"N = {ds['n_points']} points in d = {ds['dim']} dimensions; mean per-coordinate variance "
-        f"s^2 = {ds['mean_variance']:.4g}; participation-ratio dimension {ds['participation_ratio_dimension']:.3g}; "
-        f"top eigenvalue Lambda = {sp['biroli']['Lambda']:.4g}. Classes: {ds['labels']}.",
-        "",
-        f"Conventions: {res['convention']}.",
-        "",
-        "## Where generation commits (speciation) and where it memorises (collapse)",
-        "",
-        "| transition | estimate | T (VE) | OU time t | DDPM step | abar |",
-        "|---|---|---|---|---|---|",
-    ]
-    for kind, label, r in rows:
-        lines.append(f"| {kind} | {label} | {_fmt(r['T'])} | {_fmt(r['ou_t'])} | {_fmt(r['ddpm_step'])} | {_fmt(r['abar'])} |")
-    if "model" in res:
-        lines += _model_section(res)
-    lines += [
-        "",
-        "Above the speciation temperature the noisy state does not yet know its class; between "
-        "speciation and collapse a model generalises; below the collapse temperature the exact "
-        "empirical score pulls every trajectory onto a training point (memorisation). A trained "
-        "model that follows the exact score below T_C reproduces the training set.",
-        "",
-        "## Cloning curve",
-        "",
-        "| T | phi simulated | +- | phi exact | +- |",
-        "|---|---|---|---|---|",
-    ]
-    cl = res["cloning"]
-    mphi = res["model"]["cloning"] if "model" in res else None
-    if mphi is not None:
-        lines[-2] = "| T | phi simulated | +- | phi exact | +- | phi your model | +- |"
-        lines[-1] = "|---|---|---|---|---|---|---|"
-    for i, (T, a, ae, b, be) in enumerate(zip(cl["T"], cl["phi_simulated"], cl["phi_simulated_stderr"], cl["phi_exact"],
-                                               cl["phi_exact_stderr"])):
-        extra = f" {mphi['phi'][i]:.3f} | {mphi['phi_stderr'][i]:.3f} |" if mphi is not None else ""
-        lines.append(f"| {T:.4g} | {a:.3f} | {ae:.3f} | {b:.3f} | {be:.3f} |{extra}")
-    lines += ["", f"Chance level (classes drawn independently): {cl['chance']:.3f}.", "",
-              "## Class commitment", "", "| class | points | generated fraction | median commitment T |", "|---|---|---|---|"]
-    for c in res["classes"]:
-        lines.append(f"| {c['label']} | {c['n_points']} | {c['generated_fraction']:.3f} | {_fmt(c['median_commit_T'])} |")
-    lines += ["", "## Figures", "", "![spectrum](spectrum.png) ![cloning](cloning.png) ![collapse](collapse.png) "
-              "![commitment](commitment.png)", "", "## Wall time by stage", "", "| stage | seconds |", "|---|---|"]
-    for k, v in timings.items():
-        lines.append(f"| {k} | {v:.1f} |")
-    lines.append("")
-    return "\n".join(lines)
+def median_with_error(values, seed=0):
+    """The median of the finite ``values`` and its bootstrap standard error."""
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return None, None
+    rng = np.random.default_rng(seed)
+    boot = [float(np.median(v[rng.integers(0, v.size, v.size)])) for _ in range(N_BOOT)]
+    return float(np.median(v)), _boot_std(boot)
 
 
-__all__ = ["Progress", "analyze", "report_markdown"]
+def _assemble(name, data: _Data, spec, plan, speciation, memorization, cloning, traj, seed, quick) -> dict:
+    """results.json: headlines chosen by the stated rules, supporting estimators, raw curves."""
+    from ._analyze_text import HEADLINE_RULES, headline_text
+
+    sc, cl = data.scale, cloning
+    T_half, e_half = phi_crossing(cl["T"], cl["phi_simulated"], cl["phi_simulated_stderr"], cl["half_level"], seed)
+    speciation["cloning_half"] = _estimate(
+        "phi(T), simulated with the exact empirical score, halfway between chance and 1", T_half, sc, stderr=e_half)
+    Ts = traj["T"]
+    T_top, e_top = paths_crossing(Ts, traj["top"], 0.5, seed)
+    T_set, e_set = median_with_error(traj["settle"], seed)
+    T_mh, e_mh = paths_crossing(Ts, traj["mem"], 0.5, seed)
+    memorization.update(
+        top_weight_half=_estimate("the posterior weight of the most probable training point, averaged over "
+                                  "exact-score trajectories, reaches 1/2", T_top, sc, stderr=e_top),
+        settle=_estimate("median T below which a trajectory's nearest training point never changes", T_set, sc,
+                         stderr=e_set),
+        memorized_half=_estimate("half the states lie much closer to one training point than to any other "
+                                 "(d1/d2 < 1/3)", T_mh, sc, stderr=e_mh),
+    )
+    res = dict(
+        dataset=dict(name=name, n_points=int(data.X.shape[0]), dim=int(data.X.shape[1]),
+                     mean_variance=spec["mean_variance"], participation_ratio_dimension=spec["participation_ratio_dimension"],
+                     classes=data.classes, labels=data.class_info["method"], class_inference=data.class_info),
+        scale=dict(name=sc.name, a=float(sc.a), temperature_factor=float(sc.a**2)),
+        convention=("T = VE-equivalent noise variance of the scaled data (theory section 1); T_data = T/a^2 in the "
+                    "data's own units; OU time t = log(1 + T)/2; vp_t of VP(0.1, 20); ddpm_step = 0-based k with "
+                    "alphas_cumprod[k] = 1/(1 + T) for the linear 1e-4..0.02 x 1000 schedule; abar = 1/(1 + T)"),
+        plan=plan.as_dict(),
+        spectrum={k: v for k, v in spec.items() if k != "subspace"},
+        speciation=speciation,
+        memorization=memorization,
+        cloning={k: v for k, v in cl.items() if k != "states"},
+        trajectories=dict(T=Ts.tolist(), top_weight=traj["top"].mean(0).tolist(),
+                          memorized_fraction=traj["mem"].mean(0).tolist(), n_trajectories=int(traj["top"].shape[0])),
+        classes=_per_class(data, traj),
+        seed=seed, quick=quick,
+    )
+    res["headline"] = headline_text(res)
+    res["headline"]["rules"] = HEADLINE_RULES
+    return res
+
+
+def _per_class(data: _Data, traj) -> list[dict]:
+    fc, commit = traj["final_class"], traj["commit"]
+    rows = []
+    for i, c in enumerate(data.classes):
+        sel = (fc == i) & np.isfinite(commit)
+        q = np.percentile(commit[sel], [25, 50, 75]) if sel.any() else [None] * 3
+        rows.append(dict(label=int(c), n_points=int(np.sum(data.labels == i)), generated_fraction=float(np.mean(fc == i)),
+                         n_trajectories=int(np.sum(fc == i)), median_commit_T=_f(q[1]) if sel.any() else None,
+                         commit_T_quartiles=[_f(q[0]), _f(q[2])] if sel.any() else None))
+    return rows
+
+
+__all__ = ["STAGES", "analyze", "conventions", "crossing_desc", "phi_crossing", "paths_crossing"]

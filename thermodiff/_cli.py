@@ -1,16 +1,16 @@
 """The ``thermodiff`` command line.
 
-``thermodiff landscape``: the Landau free-energy landscape Phi_T(x) (SPEC section 2) of an
+``thermodiff landscape``: the Landau free-energy landscape Phi_T(x) (theory section 2) of an
 ensemble along its principal axis, at temperatures around its critical scale, with the
 thermodynamics at the data mean; writes ``landscape.png`` and ``landscape.json``.
 
 ``thermodiff analyze [DATA.npy|DATA.npz]``: speciation and collapse of a dataset (the embedded UCI
 digits by default), predicted and measured with the exact empirical score; writes report.md,
-results.json and PNG figures (SPEC sections 3, 6, 9).
+results.json and PNG figures (theory sections 3, 6, 9).
 
 ``thermodiff phase-diagram``: order parameter, susceptibility and heat capacity of an ensemble
 versus T on its equilibrium branch, with both critical temperatures (thermodynamic and VP drift,
-SPEC section 5) marked; writes ``phase_diagram.png`` and ``phase_diagram.json``.
+theory section 5) marked; writes ``phase_diagram.png`` and ``phase_diagram.json``.
 
 Bad input gives one line on stderr and exit status 2; outputs are written atomically, and only
 after every number has been computed.
@@ -134,10 +134,14 @@ def load_dataset(path: str) -> tuple[np.ndarray, np.ndarray | None, str]:
 
 
 def analyze_command(args) -> tuple[dict, dict, str]:
-    from ._analyze import Progress, analyze, report_markdown
+    from ._analyze import STAGES, analyze
+    from ._analyze_text import report_markdown
+    from ._progress import Progress
 
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    if args.max_points is not None and args.max_points < 2:
+        raise UsageError(f"--max-points must be an integer >= 2, got {args.max_points}")
     if args.data is None:
         from ._data import load_digits
 
@@ -145,13 +149,34 @@ def analyze_command(args) -> tuple[dict, dict, str]:
         name = "UCI optical digits (1797 x 64, embedded; CC BY 4.0)"
     else:
         X, labels, name = load_dataset(args.data)
+    if args.max_points is not None and args.max_points < X.shape[0]:
+        if args.model is not None:
+            raise UsageError("--max-points cannot be combined with --model (the model's training split refers to all of DATA)")
+        keep = np.sort(np.random.default_rng(args.seed).choice(X.shape[0], args.max_points, replace=False))
+        X, labels = X[keep], (None if labels is None else labels[keep])
+        name = f"{name}, random subset of {args.max_points} points (seed {args.seed})"
     model, model_train, model_info = _load_model(args.model, X) if args.model is not None else (None, None, None)
-    progress = Progress(enabled=not args.no_progress)
-    res, figs = analyze(X, labels, seed=args.seed, quick=args.quick, progress=progress, name=name,
+    progress = Progress(enabled=not args.no_progress, stages=STAGES)
+    res, figs = analyze(X, labels, seed=args.seed, quick=args.quick, scale=args.scale, progress=progress, name=name,
                         model=model, model_train=model_train, model_info=model_info)
     timings = progress.finish()
     res["wall_time_by_stage_s"] = timings
     return res, figs, report_markdown(res, timings)
+
+
+def _one_line(res: dict) -> str:
+    """The two headline temperatures with their errors and DDPM steps, for stdout."""
+    h = res["headline"]
+    parts = []
+    for kind, key in (("speciation", h["speciation_estimator"]), ("memorization", h["memorization_estimator"])):
+        e = res[kind][key] if key is not None else None
+        if e is None or e["T"] is None:
+            parts.append(f"{kind} n/a")
+            continue
+        pm = f" +- {e['stderr']:.2g}" if e.get("stderr") is not None else ""
+        step = f", DDPM step {e['ddpm_step']:.0f}" if e["ddpm_step"] is not None else ""
+        parts.append(f"{kind} T = {e['T']:.4g}{pm}{step}")
+    return "; ".join(parts) + f" ({res['scale']['name']} units)"
 
 
 def _load_model(path: str, X: np.ndarray):
@@ -210,90 +235,6 @@ def build_ensemble(args):
     raise UsageError(f"--ensemble must be one of {', '.join(ENSEMBLES)}, got {name!r}")
 
 
-def landscape(args) -> dict:
-    import jax
-    import jax.numpy as jnp
-
-    import thermodiff as td
-
-    jax.config.update("jax_enable_x64", True)
-    ens = build_ensemble(args)
-    mean = np.asarray(ens.mean())
-    cov = np.asarray(ens.covariance())
-    evals, evecs = np.linalg.eigh(cov)
-    lam, v = float(evals[-1]), evecs[:, -1]
-    if args.temperatures:
-        temps = _floats(args.temperatures, "--temperatures")
-        if min(temps) <= 0 or not all(math.isfinite(t) for t in temps):
-            raise UsageError("--temperatures must be finite and > 0 (VE-equivalent noise variances)")
-    else:
-        scale = lam if lam > 0 else 1.0
-        temps = [scale * f for f in (2.0, 1.25, 1.0, 0.75, 0.5, 0.25)]
-    half = 2.0 * math.sqrt(max(lam, 1e-12)) + 1.0
-    s = np.linspace(-half, half, args.points)
-    xs = jnp.asarray(mean[None, :] + s[:, None] * v[None, :])
-    x0 = jnp.asarray(mean)
-    v_j = jnp.asarray(v)
-
-    @jax.jit
-    def at_temperature(T):
-        phi = jax.vmap(lambda x: ens.landau(x, T))(xs) - ens.landau(x0, T)
-        cov0 = ens.posterior_cov(x0, T)
-        return dict(
-            phi=phi,
-            curvature=1.0 - (v_j @ cov0 @ v_j) / T,
-            chi0=jnp.max(jnp.linalg.eigvalsh(cov0)) / T,
-            F=td.free_energy(ens, T, x0), S=td.entropy(ens, T, x0), C=td.heat_capacity(ens, T, x0),
-        )
-
-    rows = []
-    for T in temps:
-        out = {k: np.asarray(val) for k, val in at_temperature(jnp.asarray(T)).items()}
-        phi = out["phi"]
-        interior = np.where((phi[1:-1] < phi[:-2]) & (phi[1:-1] <= phi[2:]))[0] + 1
-        rows.append(dict(
-            T=T, phi=phi.tolist(), minima=[float(s[i]) for i in interior],
-            curvature_at_mean=float(out["curvature"]), bare_susceptibility_at_mean=float(out["chi0"]),
-            free_energy_at_mean=float(out["F"]), entropy_at_mean=float(out["S"]),
-            heat_capacity_at_mean=float(out["C"]),
-        ))
-    for r in rows:
-        if not all(math.isfinite(val) for val in r["phi"]):
-            raise RuntimeError(f"non-finite free energy at T={r['T']}")
-    return dict(
-        ensemble=args.ensemble, dim=int(ens.dim), convention="T = VE-equivalent noise variance (SPEC 1)",
-        top_covariance_eigenvalue=lam, axis=v.tolist(), s=s.tolist(), temperatures=rows,
-    )
-
-
-def plot_landscape(result) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ._io import figure_bytes
-
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
-    cmap = plt.get_cmap("coolwarm")
-    rows = result["temperatures"]
-    for i, r in enumerate(rows):
-        ax.plot(result["s"], r["phi"], color=cmap(i / max(1, len(rows) - 1)), label=f"T = {r['T']:.3g}")
-    ax.set_xlabel("position along the principal axis")
-    ax.set_ylabel(r"$\Phi_T(x) - \Phi_T(\bar y)$")
-    ax.set_title(f"Landau free energy, {result['ensemble']} (d = {result['dim']})")
-    ax.legend(fontsize=8)
-    T = [r["T"] for r in rows]
-    bx.plot(T, [r["curvature_at_mean"] for r in rows], "o-", label=r"curvature $1 - v^\top C v / T$")
-    bx.axhline(0, color="k", lw=0.6)
-    bx.set_xlabel("T")
-    bx.set_title("Landau curvature at the data mean (< 0: double well)")
-    bx.legend(fontsize=8)
-    data = figure_bytes(fig)
-    plt.close(fig)
-    return data
-
-
 def _add_ensemble_arguments(q) -> None:
     q.add_argument("--ensemble", default="two-deltas", help=f"one of {', '.join(ENSEMBLES)}")
     q.add_argument("--mu", default="1.0", help="two-deltas/mixture/gaussian: mean vector, comma-separated")
@@ -342,19 +283,27 @@ def phase_diagram(args, t_start: float) -> tuple[dict, bytes]:
         temps = _positive_temperatures(args.temperatures)
         if len(set(temps)) < 3:
             raise UsageError(f"--temperatures needs at least 3 distinct values, got {len(set(temps))}")
+    from ._progress import Progress
+
     jax.config.update("jax_enable_x64", True)
     ens = build_ensemble(args)
+    progress = Progress(enabled=True, stages=())  # after every input check: errors stay one line
     result = _phase_diagram.compute(
         ens, name=args.ensemble, parameters=ensemble_parameters(args, ens),
         n_temperatures=args.n_temperatures, temperatures=temps, exponents=args.exponents, t_start=t_start,
+        progress=progress,
     )
     png = _phase_diagram.plot(result)
+    progress.finish()
     result["wall_time_s"] = time.perf_counter() - t_start
     return result, png
 
 
 def make_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = _Parser(prog="thermodiff", description="Thermodynamics of generative diffusion.")
+    p.add_argument("--version", action="version", version=f"thermodiff {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     q = sub.add_parser("landscape", help="free-energy landscapes Phi_T(x) of an ensemble across T")
     _add_ensemble_arguments(q)
@@ -363,11 +312,13 @@ def make_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default="thermodiff-out", help="output folder")
     a = sub.add_parser(
         "analyze",
-        help="where a dataset speciates and collapses (default: the embedded digits)",
-        description=("Speciation (where a diffusion model commits to a class) and collapse (where it "
-                     "starts to memorise training points) of a dataset, predicted from its spectrum and "
-                     "random-energy thermodynamics and measured with the exact empirical score; writes "
-                     "report.md, results.json and PNG figures in --out, only after everything was computed."),
+        help="where a dataset speciates and memorises (default: the embedded digits)",
+        description=("Speciation (where a diffusion model commits to a class) and memorization (where it "
+                     "starts to reproduce training points) of a dataset: one headline answer each, with an "
+                     "uncertainty and the rule that chose it, and every other estimator as evidence; predicted "
+                     "from the spectrum and random-energy thermodynamics and measured with the exact empirical "
+                     "score. Writes report.md, results.json and PNG figures in --out, only after everything was "
+                     "computed."),
     )
     a.add_argument("data", nargs="?", default=None,
                    help="a .npy array (N, d) or an .npz with 'data'/'points'/'X' and optional integer 'labels'/'y' "
@@ -375,6 +326,13 @@ def make_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", default="thermodiff-out", help="output folder")
     a.add_argument("--seed", type=int, default=0, help="PRNG seed of the simulations")
     a.add_argument("--quick", action="store_true", help="fewer trajectories and temperatures (a smoke run)")
+    a.add_argument("--scale", default="minus-one-one", choices=("raw", "unit-variance", "minus-one-one"),
+                   help="units of the analysis: 'minus-one-one' (default) maps the data to [-1, 1] by their global "
+                        "min and max, as image diffusion models are trained; 'unit-variance' centres them and divides "
+                        "by one global standard deviation; 'raw' keeps them. Temperatures are reported in these units "
+                        "and in the data's own")
+    a.add_argument("--max-points", type=int, default=None,
+                   help="analyse a random subset of this many points (for data too large to simulate in minutes)")
     a.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     a.add_argument("--model", default=None,
                    help="a checkpoint of `thermodiff train` (its folder or its checkpoint/ folder) trained on DATA: "
@@ -392,12 +350,33 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--n-temperatures", type=int, default=200,
                    help="grid size (default 200, log-spaced from T_c/5 to 5 T_c; around lambda_max when there is no transition)")
     r.add_argument("--temperatures", default=None, help="an explicit comma-separated list of temperatures instead of the grid")
-    r.add_argument("--exponents", action="store_true", help="also compute the critical exponents (SPEC section 4)")
+    r.add_argument("--exponents", action="store_true", help="also compute the critical exponents (theory section 4)")
     r.add_argument("--out", default="thermodiff-out", help="output folder")
     from ._cli_train import add_parser as add_train
 
     add_train(sub)
     return p
+
+
+def check_out(out: str) -> None:
+    """--out must be a folder, or creatable under its nearest existing ancestor: checked before any
+    computation, so an unwritable destination is one line on stderr, not a lost run."""
+    import os
+
+    p = Path(out)
+    if p.exists():
+        if not p.is_dir():
+            raise UsageError(f"--out {out!r} exists and is not a folder")
+        if not os.access(p, os.W_OK):
+            raise UsageError(f"--out {out!r} is not writable")
+        return
+    parent = p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"--out {out!r}: {str(parent)!r} is not a folder")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"--out {out!r}: cannot create it in {str(parent)!r} (not writable)")
 
 
 def _write_all(files: list[tuple[Path, bytes]]) -> None:
@@ -469,6 +448,11 @@ def _enable_compilation_cache() -> None:
 def main(argv=None) -> int:
     t_start = time.perf_counter()
     args = make_parser().parse_args(argv)
+    if args.command != "train":  # train checks its folder itself (resume rules)
+        try:
+            check_out(args.out)
+        except UsageError as err:
+            return _fail(err)
     _enable_compilation_cache()
     from ._io import json_bytes
 
@@ -498,11 +482,7 @@ def main(argv=None) -> int:
             _write_all(files)
         except (ValueError, TypeError, OSError) as err:
             return _fail(err)
-        sp, co = res["speciation"], res["collapse"]
-        print(f"analyze: speciation T = {sp['biroli']['T'] or float('nan'):.4g} (Biroli), "
-              f"{sp['first_split']['T'] or float('nan'):.4g} (first split); collapse T = {co['rem']['T'] or float('nan'):.4g} (REM), "
-              f"{co['measured_settle']['T'] or float('nan'):.4g} (measured); wrote {out / 'report.md'} "
-              f"({time.perf_counter() - t_start:.1f} s)")
+        print(f"analyze: {_one_line(res)}; wrote {out / 'report.md'} ({time.perf_counter() - t_start:.1f} s)")
         return 0
 
     if args.command == "phase-diagram":
@@ -521,7 +501,12 @@ def main(argv=None) -> int:
     try:
         if args.points < 3:
             raise UsageError("--points must be an integer >= 3")
-        result = landscape(args)
+        from ._landscape import landscape, plot_landscape
+        from ._progress import Progress
+
+        progress = Progress(enabled=True, stages=())
+        result = landscape(args, build_ensemble, _floats, progress)
+        progress.finish()
         png = plot_landscape(result)
         out = Path(args.out)
         _write_all([(out / "landscape.json", json_bytes(result)), (out / "landscape.png", png)])

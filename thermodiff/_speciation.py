@@ -1,4 +1,4 @@
-"""Where a finite dataset speciates and where it collapses (SPEC sections 3, 6, 9).
+"""Where a finite dataset speciates and where it collapses (theory sections 3, 6, 9).
 
 - ``speciation_time``: Biroli et al.'s prediction from the covariance spectrum, t_S = log(Lambda)/2
   in OU time (VE-equivalent T_S = Lambda - 1), next to the exact first transition of the
@@ -44,7 +44,7 @@ def _as_dataset(data) -> FiniteDataset:
 
 
 class SpeciationPrediction(eqx.Module):
-    """Predicted speciation of a dataset, in both conventions (SPEC sections 1, 3, 9).
+    """Predicted speciation of a dataset, in both conventions (theory sections 1, 3, 9).
 
     - ``eigenvalues``: the leading eigenvalues of the data covariance, decreasing.
     - ``T_biroli``, ``t_biroli``: Biroli et al.'s speciation, t_S = log(Lambda)/2 in OU time,
@@ -74,7 +74,7 @@ def speciation_time(
     max_starts: int = 32,
     rtol: float = 1e-3,
 ) -> SpeciationPrediction:
-    """Speciation of ``data`` from its spectrum and, exactly, from its empirical law (SPEC sections 3
+    """Speciation of ``data`` from its spectrum and, exactly, from its empirical law (theory sections 3
     and 5: Biroli's t_S = log(Lambda)/2 in OU time, i.e. T_S = Lambda - 1 as a VE-equivalent noise
     variance, next to the exact first split of the empirical law).
 
@@ -116,9 +116,9 @@ def speciation_time(
 
 # ----------------------------------------------------------------------------- streaming NN
 def nearest_points(dataset: FiniteDataset, u, T) -> tuple[Array, Array, Array, Array]:
-    """Nearest-neighbour and posterior statistics of one VE state u at temperature T (SPEC 9).
+    """Nearest-neighbour and posterior statistics of one VE state u at temperature T (theory 9).
 
-    T is the VE-equivalent noise variance (SPEC 1); the posterior over training points is
+    T is the VE-equivalent noise variance (theory 1); the posterior over training points is
     w_n(u, T) = softmax_n((u.y_n - |y_n|^2/2)/T + log pi_n), whose top weight measures condensation.
 
     Streams over the dataset's chunks: an online top-2 of the squared distances and an online
@@ -161,7 +161,7 @@ def nearest_points(dataset: FiniteDataset, u, T) -> tuple[Array, Array, Array, A
 
 
 class CollapseMeasurement(eqx.Module):
-    """Collapse (memorisation) measured along exact-score trajectories (SPEC section 9).
+    """Collapse (memorisation) measured along exact-score trajectories (theory section 9).
 
     - ``T``: saved temperatures, decreasing, shape (S,).
     - ``top_weight``: mean posterior weight of the top training point at each T, (S,).
@@ -175,6 +175,8 @@ class CollapseMeasurement(eqx.Module):
       its final class stays >= ``threshold`` (NaN without labels), (n,).
     - ``final_class``: the class of each trajectory's nearest final training point (-1 without
       labels), (n,).
+    - ``top_weight_paths``, ``memorized_paths``: the per-trajectory values behind ``top_weight``
+      and ``memorized_fraction``, (n, S), for bootstrap errors of the crossings.
     """
 
     T: Array
@@ -186,6 +188,8 @@ class CollapseMeasurement(eqx.Module):
     T_memorized_half: Array
     commit_T: Array
     final_class: Array
+    top_weight_paths: Array
+    memorized_paths: Array
 
 
 def _crossing(T, y, level):
@@ -236,7 +240,7 @@ def measure_collapse(
     - ``schedule``, ``key``: the process and the PRNG key.
     - ``n_trajectories``: >= 1.
     - ``T_high``, ``T_low``: temperature range (defaults: 4 x and 1/50 x the REM collapse
-      temperature of a Gaussian with the data's mean variance, SPEC section 9).
+      temperature of a Gaussian with the data's mean variance, theory section 9).
     - ``n_save`` (>= 2), ``steps`` (>= 1), ``solver`` (default EulerMaruyama).
     - ``labels``: integer class labels (N,) for the commitment temperatures.
     - ``threshold``: posterior probability of the final class that counts as committed.
@@ -252,11 +256,11 @@ def measure_collapse(
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must lie in (0, 1), got {threshold!r}")
     n, d = ens.n_points, ens.dim
-    pts = np.asarray(ens.points, np.float64)
-    s2 = float(np.mean(np.var(pts, axis=0)))
-    T_rem = float(collapse_temperature(n, d, s2))  # SPEC 9, Gaussian with the data's mean variance
-    T_high = 4.0 * T_rem if T_high is None else T_high
-    T_low = T_rem / 50.0 if T_low is None else T_low
+    if T_high is None or T_low is None:  # defaults from the REM threshold (theory 9) of the data's mean variance
+        s2 = float(np.trace(np.asarray(ens.covariance(), np.float64))) / d
+        T_rem = float(collapse_temperature(n, d, s2))
+        T_high = 4.0 * T_rem if T_high is None else T_high
+        T_low = T_rem / 50.0 if T_low is None else T_low
     check_temperature(T_high, "T_high")
     check_temperature(T_low, "T_low")
     if not T_low < T_high:
@@ -316,6 +320,7 @@ def _measure(ens, dynamics, schedule, solver, x0, key, Ts, steps, labels, n_clas
         T=Ts, top_weight=top_w, memorized_fraction=mem_frac, settle_T=settle,
         T_collapse=jnp.nanmedian(settle), T_top_half=_crossing(Ts, top_w, 0.5),
         T_memorized_half=_crossing(Ts, mem_frac, 0.5), commit_T=commit, final_class=final_class,
+        top_weight_paths=top, memorized_paths=memorized,
     )
 
 

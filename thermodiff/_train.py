@@ -451,7 +451,7 @@ def train(model, data, *, key, steps: int, trainer: Trainer | None = None, diagn
     """
     import time
 
-    from ._analyze import Progress
+    from ._progress import Progress
     from ._checkpoint import checkpoint_exists, save_checkpoint
     from ._diagnostics import Diagnostics, detect_tau_gen, detect_tau_mem
 
