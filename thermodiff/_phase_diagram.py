@@ -1,7 +1,7 @@
-"""``thermodiff phase-diagram``: the mean-field phase diagram of an ensemble (SPEC sections 2-5).
+"""``thermodiff phase-diagram``: the mean-field phase diagram of an ensemble (theory sections 2-5).
 
-For one ensemble: its critical temperatures (the thermodynamic one, SPEC 5.1, and the VP-drift
-one of Raya & Ambrogioni, SPEC 5.2, reported side by side and never merged), then on a grid of
+For one ensemble: its critical temperatures (the thermodynamic one, theory 5.1, and the VP-drift
+one of Raya & Ambrogioni, theory 5.2, reported side by side and never merged), then on a grid of
 temperatures, in one jitted ``vmap``: the order parameter on the equilibrium branch, the
 self-consistent susceptibility chi = dx*/dh along the principal axis (v.chi.v) and its trace,
 and the equilibrium heat capacity C = -T d^2F/dT^2. Optionally the critical exponents. The
@@ -21,20 +21,20 @@ import numpy as np
 
 DEFAULT_SPAN = 5.0  # the default grid runs from T_c / SPAN to SPAN * T_c (log-spaced)
 
-CONVENTION = "T = VE-equivalent noise variance (x = y + sqrt(T) z, SPEC section 1)"
+CONVENTION = "T = VE-equivalent noise variance (x = y + sqrt(T) z, theory section 1)"
 
 _TC_NOTES = {
     "thermodynamic": (
-        "SPEC 5.1: the symmetric fixed point loses stability, lambda_max(Cov[y|x*])/T = 1; "
+        "theory 5.1: the symmetric fixed point loses stability, lambda_max(Cov[y|x*])/T = 1; "
         "p_T becomes bimodal (two deltas +-1: T_c = 1)"
     ),
     "vp_drift": (
-        "SPEC 5.2 (Raya & Ambrogioni): x* stops being attractive for the VP reverse-SDE drift "
+        "theory 5.2 (Raya & Ambrogioni): x* stops being attractive for the VP reverse-SDE drift "
         "beta(t)[x/2 + score]; reported as a VE-equivalent temperature, abar_c = 1/(1 + T) "
         "(two deltas +-1: T = sqrt(2)). A different point from the thermodynamic T_c"
     ),
     "first_split": (
-        "SPEC 3, first transition of general data: the highest T at which Phi_T acquires a second "
+        "theory 3, first transition of general data: the highest T at which Phi_T acquires a second "
         "minimum (a saddle-node for asymmetric data; the pitchfork for symmetric data whose first "
         "split is at the symmetric point); computed for finite datasets without a symmetric point"
     ),
@@ -151,19 +151,24 @@ def _exponents(ensemble) -> dict:
 
 
 def compute(ensemble, *, name: str, parameters: dict, n_temperatures: int, temperatures: list[float] | None,
-            exponents: bool, t_start: float | None = None) -> dict:
-    """Everything the JSON holds (not yet cleaned of NaN)."""
+            exponents: bool, t_start: float | None = None, progress=None) -> dict:
+    """Everything the JSON holds (not yet cleaned of NaN); ``progress`` (a ``Progress``) is told
+    each stage as it starts."""
     import jax
 
     import thermodiff as td
 
+    from ._progress import Progress
+
+    progress = Progress(False) if progress is None else progress
     t_start = time.perf_counter() if t_start is None else t_start
+    progress.stage("critical temperatures")
     lam, v = td.principal_axis(ensemble)
     lam, v = float(lam), np.asarray(v, dtype=float)
     tcs = dict(thermodynamic=_critical_point(ensemble, "thermodynamic"),
                vp_drift=_critical_point(ensemble, "vp_drift"))
     if not tcs["thermodynamic"]["defined"] and isinstance(ensemble, td.FiniteDataset):
-        # general (asymmetric) data: its first speciation (SPEC 3). Not computed for symmetric
+        # general (asymmetric) data: its first speciation (theory 3). Not computed for symmetric
         # data, where it is the pitchfork above unless a mirror pair of saddle-nodes splits first,
         # because it is the costliest step on large datasets.
         tcs["first_split"] = _critical_point(ensemble, "first_split")
@@ -174,6 +179,7 @@ def compute(ensemble, *, name: str, parameters: dict, n_temperatures: int, tempe
     transition = math.isfinite(T_ref)
     temps, centre, grid_note = temperature_grid(T_ref, lam, n_temperatures, temperatures,
                                                 what=f"T_c ({reference.replace('_', ' ')})")
+    progress.stage(f"equilibrium sweep over {len(temps)} temperatures")
     curves = _sweep(ensemble, temps)
     unstable = temps[curves["stability"] < -1e-6]
 
@@ -215,12 +221,14 @@ def compute(ensemble, *, name: str, parameters: dict, n_temperatures: int, tempe
     )
     if exponents:
         if math.isfinite(T_c):
+            progress.stage("critical exponents")
             result["exponents"] = _exponents(ensemble)
         elif not tcs["thermodynamic"]["defined"]:
             result["exponents"] = dict(skipped="no symmetric point: the exponents are those of the "
                                        "thermodynamic critical point, which this law does not have")
         else:
             result["exponents"] = dict(skipped="no transition: critical_temperature is NaN")
+    progress.stage("figure")
     non_finite = {k: int(np.sum(~np.isfinite(curves[k]))) for k in curves}
     result["non_finite_values"] = {k: n for k, n in non_finite.items() if n}
     result["thermodiff_version"] = td.__version__
@@ -274,6 +282,17 @@ def _fmt(x, digits=6):
     return "n/a" if x is None else f"{x:.{digits}g}"
 
 
+def _divergent(y, ref):
+    """(y with divergent points masked, mask): a zero mode of I - J makes chi infinite, which the
+    solve returns as a huge number of either sign (rounding); mark those instead of plotting them."""
+    finite = np.isfinite(ref)
+    scale = max(float(np.nanmax(np.abs(ref[finite]))) if finite.any() else 1.0, 1.0)
+    div = ~np.isfinite(y) | (y < 0) | (np.abs(y) > 1e6 * scale)
+    if ref is y:  # the principal-axis chi itself: only non-finite or negative values are divergent
+        div = ~np.isfinite(y) | (y < 0)
+    return np.where(div, np.nan, y), div
+
+
 def plot(result: dict) -> bytes:
     import matplotlib
 
@@ -299,17 +318,21 @@ def plot(result: dict) -> bytes:
     axes[0].plot(T, m, ".-", ms=3, color="C0")
     axes[0].set_ylabel(r"order parameter $(x^* - \bar y)\cdot v$")
     axes[0].set_title("order parameter (equilibrium branch)")
-    axes[1].plot(T, chi, ".-", ms=3, color="C1", label=r"$v^\top \chi\, v$ (principal axis)")
+    chi_p, chi_div = _divergent(chi, chi)
+    tr_p, tr_div = _divergent(tr, chi)
+    axes[1].plot(T, chi_p, ".-", ms=3, color="C1", label=r"$v^\top \chi\, v$ (principal axis)")
     if np.any(np.abs(tr - chi) > 1e-9 * (1 + np.abs(chi))):
-        axes[1].plot(T, tr, ":", color="C2", label=r"tr $\chi$")
-    pos = np.concatenate([chi[np.isfinite(chi)], tr[np.isfinite(tr)]])
+        axes[1].plot(T, tr_p, ":", color="C2", label=r"tr $\chi$")
+    pos = np.concatenate([chi_p[np.isfinite(chi_p)], tr_p[np.isfinite(tr_p)]])
     if pos.size and np.all(pos > 0):
         axes[1].set_yscale("log")
-        top = np.nanmax(np.abs(chi))
-        if np.nanmax(tr) > 1e3 * top:  # transverse (Goldstone) directions: infinite, rounding-regularised
-            axes[1].set_ylim(top=1e3 * top)
-            axes[1].text(0.98, 0.02, r"tr $\chi$ off scale (up to %.1e):" "\n" "Goldstone directions,\ninfinite below $T_c$" % np.nanmax(tr),
-                         transform=axes[1].transAxes, ha="right", va="bottom", fontsize=8, color="C2")
+    import matplotlib.transforms as mtransforms
+
+    top = mtransforms.blended_transform_factory(axes[1].transData, axes[1].transAxes)
+    for div, c, what in ((tr_div, "C2", r"tr $\chi$"), (chi_div, "C1", r"$v^\top\chi v$")):
+        if div.any():
+            axes[1].plot(T[div], np.full(div.sum(), 0.97), "^", ms=4, color=c, transform=top,
+                         label=f"{what} divergent" + (" (Goldstone modes)" if c == "C2" else ""))
     axes[1].set_ylabel(r"$\chi = dx^*/dh$")
     axes[1].set_title("self-consistent susceptibility")
     axes[2].plot(T, C, ".-", ms=3, color="C3")
@@ -333,9 +356,13 @@ def plot(result: dict) -> bytes:
         idx = np.isin(T, bad)
         for ax, y in zip(axes, (m, chi, C)):
             ax.plot(T[idx], y[idx], "x", color="r", ms=6, label="unstable fixed point (not equilibrium)")
-    for ax in axes[:2]:
+    for ax, loc in zip(axes[:2], ("lower left", "upper right")):
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8, loc="best")
+            ax.legend(fontsize=7, loc=loc)
+    if tc.get("vp_drift", {}).get("T") is not None:
+        fig.text(0.5, 0.005, "Dashed grey: the VP-drift critical temperature, where the sampler's linearised drift turns "
+                 "unstable (theory section 5); it is a point of the dynamics, so the equilibrium curves show nothing there.",
+                 ha="center", va="bottom", fontsize=8, color="0.35")
     if not result["transition"]:
         for ax in axes:
             ax.text(0.5, 0.95, "no transition", transform=ax.transAxes, ha="center", va="top",
@@ -361,8 +388,8 @@ def plot(result: dict) -> bytes:
         tbl.auto_set_font_size(False)
         tbl.set_fontsize(9)
         tbl.scale(1.0, 1.3)
-        tax.set_title("critical exponents (SPEC section 4)", fontsize=10)
-    fig.tight_layout()
+        tax.set_title("critical exponents (theory section 4)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     data = figure_bytes(fig)
     plt.close(fig)
     return data
