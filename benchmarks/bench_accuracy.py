@@ -1,4 +1,4 @@
-"""Accuracy of the samplers against exact samples: error versus score evaluations (SPEC section 6).
+"""Accuracy of the samplers against exact samples: error versus score evaluations (theory section 6).
 
 ``accuracy``
     Issue: "for a 2-component GaussianMixture in low d, error versus number of score evaluations
@@ -8,7 +8,7 @@
 
     Data: pi_1 N(mu, s^2 I) + pi_2 N(-mu, s^2 I) in d = 2, |mu| = 2, s^2 = 0.25, weights
     (0.3, 0.7) (asymmetric: with equal weights the class balance is exact for every grid by
-    symmetry). Speciation point T_c = |mu|^2 - s^2 = 3.75 (SPEC 3.3; the thermodynamic T_c of the
+    symmetry). Speciation point T_c = |mu|^2 - s^2 = 3.75 (theory 3.3; the thermodynamic T_c of the
     equal-weight pair, checked against ``td.critical_temperature``). Schedule ``td.VP()`` from
     its top (x_T ~ N(0, I)) to T_end = 1e-3; grids ``UniformGrid()`` (uniform in the VP time),
     ``KarrasGrid()`` (rho = 7), ``CriticalGrid(T_c)`` (defaults), and, for reference, the former

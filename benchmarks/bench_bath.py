@@ -1,4 +1,4 @@
-"""Generative bath Monte Carlo throughput (SPEC section 7): site updates per second.
+"""Generative bath Monte Carlo throughput (theory section 7): site updates per second.
 
 thermodiff's ``GenerativeBath.run_chains`` (Gibbs update of x, heat-bath update of every site,
 vmapped over temperatures and seeds in one jit) against the same sampler written in vectorised

@@ -1,4 +1,4 @@
-"""Benchmarks of ``td.FiniteDataset``'s exact posterior-mean denoiser (SPEC section 3.2).
+"""Benchmarks of ``td.FiniteDataset``'s exact posterior-mean denoiser (theory section 3.2).
 
 ``denoiser``
     Issue: "FiniteDataset denoiser over (batch 1024, N = 1797, d = 64) against a NumPy

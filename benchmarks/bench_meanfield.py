@@ -1,4 +1,4 @@
-"""Benchmark of the mean-field temperature sweep (SPEC sections 2 and 4).
+"""Benchmark of the mean-field temperature sweep (theory sections 2 and 4).
 
 ``meanfield_sweep``
     Issue: "The 10^4-temperature sweep (fixed point + chi + heat capacity) against a SciPy

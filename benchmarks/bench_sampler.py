@@ -1,4 +1,4 @@
-"""Benchmark of the exact-score reverse SDE sampler on a finite dataset (SPEC sections 3.2, 6).
+"""Benchmark of the exact-score reverse SDE sampler on a finite dataset (theory sections 3.2, 6).
 
 ``sampler``
     Issue: "exact-score reverse SDE on a td.FiniteDataset (N = 1797, d = 64), batch 1024, 200

@@ -1,4 +1,4 @@
-"""The generative bath (SPEC section 7): exact finite-size Curie-Weiss statistics and Monte Carlo."""
+"""The generative bath (theory section 7): exact finite-size Curie-Weiss statistics and Monte Carlo."""
 
 import itertools
 import math
@@ -95,7 +95,7 @@ def test_vector_mu_is_curie_weiss_with_J_mu_squared():
 
 
 def test_spec_values_at_Tc():
-    """SPEC section 7 at T_c = 1, mu = 1 (4 significant digits)."""
+    """theory section 7 at T_c = 1, mu = 1 (4 significant digits)."""
     for M, m2s, U in [(100, 1.1448, 0.3056), (10_000, 1.1681, 0.2739)]:
         mo = bath(M).exact_moments(1.0)
         assert round(float(mo.m2) * math.sqrt(M), 4) == m2s
@@ -171,7 +171,7 @@ def test_binder_crossings_approach_Tc():
 
 def test_susceptibility_tends_to_spec_section_2():
     """Large M: connected chi -> (1 - m*^2)/(T - 1 + m*^2) below T_c, M<m^2>/T -> 1/(T - 1) above,
-    and <|m|> -> m* (the mean-field order parameter of SPEC section 3.1)."""
+    and <|m|> -> m* (the mean-field order parameter of theory section 3.1)."""
     b = bath(10_000)
     for T in (0.75, 0.9):
         ms = mstar(T)

@@ -15,7 +15,7 @@ def test_landscape_default_two_deltas(tmp_path, capsys):
     res = json.loads((tmp_path / "landscape.json").read_text())
     assert (tmp_path / "landscape.png").stat().st_size > 10_000
     rows = {r["T"]: r for r in res["temperatures"]}
-    # Two deltas +-1: T_c = 1; below it the minima sit at +-x* with x* = tanh(x*/T) (SPEC 3.1).
+    # Two deltas +-1: T_c = 1; below it the minima sit at +-x* with x* = tanh(x*/T) (theory 3.1).
     assert rows[2.0]["minima"] == [0.0]
     assert rows[1.0]["curvature_at_mean"] == pytest.approx(0.0, abs=1e-12)
     assert rows[0.5]["minima"] == pytest.approx([-0.9575040241, 0.9575040241], abs=0.02)
@@ -89,7 +89,7 @@ def test_phase_diagram_two_deltas(tmp_path, capsys):
     assert len(out) == 1 and "T_c = 1 (thermodynamic)" in out[0] and "phase_diagram.json" in out[0]
     assert res["ensemble"] == "two-deltas" and res["parameters"] == {"mu": [1.0]}
     assert res["convention"].startswith("T = VE-equivalent noise variance")
-    # SPEC 3.1 and 5: two critical points, never conflated.
+    # theory 3.1 and 5: two critical points, never conflated.
     assert res["critical_temperature"]["thermodynamic"]["T"] == pytest.approx(1.0, abs=1e-10)
     assert res["critical_temperature"]["vp_drift"]["T"] == pytest.approx(np.sqrt(2.0), abs=1e-10)
     assert res["transition"] is True and res["thermodiff_version"] and res["wall_time_s"] > 0
@@ -97,7 +97,7 @@ def test_phase_diagram_two_deltas(tmp_path, capsys):
     assert T == temps
     row = {t: i for i, t in enumerate(T)}
     m, chi, C = (np.array(res[k]) for k in ("order_parameter", "susceptibility", "heat_capacity"))
-    # order parameter: the root of m = tanh(m/T) (SPEC 3.1)
+    # order parameter: the root of m = tanh(m/T) (theory 3.1)
     for t, ref in [(0.5, 0.9575040241), (0.75, 0.7755163139), (0.9, 0.5254295127), (0.99, 0.1725110700)]:
         assert abs(m[row[t]]) == pytest.approx(ref, abs=1e-6), t
     for t in (1.001, 1.5, 2.0, 3.0):
@@ -105,7 +105,7 @@ def test_phase_diagram_two_deltas(tmp_path, capsys):
         assert chi[row[t]] == pytest.approx(1.0 / (t - 1.0), rel=1e-6), t  # Curie-Weiss chi above T_c
     assert np.array(res["susceptibility_trace"]) == pytest.approx(chi, rel=1e-12)  # d = 1
     assert chi[row[0.999]] == pytest.approx(1.0 / (2 * 0.001), rel=0.01)  # -> 1/(2(1 - T)) below
-    # heat capacity: 0 above T_c, -> 3/2 just below (SPEC 4)
+    # heat capacity: 0 above T_c, -> 3/2 just below (theory 4)
     assert C[row[0.999]] == pytest.approx(1.5, abs=0.01)
     assert abs(C[row[1.001]]) < 1e-8 and abs(C[row[2.0]]) < 1e-8
     assert np.all(np.array(res["stability"]) > 0) and res["unstable_points"] == []
@@ -145,7 +145,7 @@ def test_phase_diagram_on_user_file(tmp_path):
     lam = np.linalg.eigvalsh(np.cov(data.T, bias=True))[-1]
     assert res["top_covariance_eigenvalue"] == pytest.approx(lam, rel=1e-12)
     # No symmetric point: the thermodynamic and VP-drift criteria are undefined (reported, not
-    # guessed); the first split (a saddle-node, SPEC 3) sets the grid.
+    # guessed); the first split (a saddle-node, theory 3) sets the grid.
     tc = res["critical_temperature"]
     assert tc["thermodynamic"]["defined"] is False and tc["thermodynamic"]["T"] is None
     assert tc["vp_drift"]["defined"] is False and tc["vp_drift"]["T"] is None
@@ -162,11 +162,11 @@ def test_phase_diagram_hypersphere_and_curie_weiss(tmp_path):
     res = _pd(tmp_path, "--ensemble", "hypersphere", "--radius", "1", "--dim", "3",
               "--temperatures", f"{1 / 6!r},0.5,1")
     assert res["critical_temperature"]["thermodynamic"]["T"] == pytest.approx(1 / 3, rel=1e-10)
-    assert res["order_parameter"][0] == pytest.approx(0.788887, abs=1e-6)  # SPEC 3.4
+    assert res["order_parameter"][0] == pytest.approx(0.788887, abs=1e-6)  # theory 3.4
     assert res["susceptibility"][1] == pytest.approx(1 / (0.5 * 3 - 1), rel=1e-8)  # T_c/(T - T_c)
     res = _pd(tmp_path, "--ensemble", "curie-weiss", "--n-spins", "6", "--data-temperature", "2",
               "--n-temperatures", "8")
-    # constant-norm data: T_c = lambda_max of the data covariance (SPEC 3.5)
+    # constant-norm data: T_c = lambda_max of the data covariance (theory 3.5)
     assert res["critical_temperature"]["thermodynamic"]["T"] == pytest.approx(res["top_covariance_eigenvalue"], rel=1e-8)
     assert res["parameters"] == {"n_spins": 6, "data_temperature": 2.0, "coupling": 1.0}
     C = np.array(res["heat_capacity"])

@@ -1,4 +1,4 @@
-"""Diffused Ising / Curie-Weiss data (SPEC section 3.5): exact finite-N posterior statistics."""
+"""Diffused Ising / Curie-Weiss data (theory section 3.5): exact finite-N posterior statistics."""
 
 import itertools
 
@@ -175,7 +175,7 @@ def test_large_n_exact_and_converged(T_d):
 
 
 def test_spec_critical_temperatures():
-    """lambda_max(C_data) = N E[M^2] = 1 + (N - 1) c (SPEC 3.5) and its mean-field limit."""
+    """lambda_max(C_data) = N E[M^2] = 1 + (N - 1) c (theory 3.5) and its mean-field limit."""
     for T_d, spec in [(2.0, 1.9980), (4.0, 1.3330)]:
         cw = CurieWeiss(2000, T_d)
         m2, _ = cw.magnetization_moments()
@@ -204,7 +204,7 @@ def test_spec_critical_temperatures():
 
 
 def test_finite_size_bath_values():
-    """SPEC section 7: finite-M Curie-Weiss at T = J = 1 (the generative bath)."""
+    """theory section 7: finite-M Curie-Weiss at T = J = 1 (the generative bath)."""
     for M, m2_spec, U_spec in [(100, 1.1448, 0.3056), (10_000, 1.1681, 0.2739)]:
         m2, m4 = CurieWeiss(M, 1.0).magnetization_moments()
         assert round(float(m2 * np.sqrt(M)), 4) == m2_spec

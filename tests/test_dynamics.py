@@ -1,4 +1,4 @@
-"""Critical-instability observables (SPEC section 6): exact values and simulations against them."""
+"""Critical-instability observables (theory section 6): exact values and simulations against them."""
 
 import jax
 import jax.numpy as jnp

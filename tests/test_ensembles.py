@@ -1,5 +1,5 @@
 """Every ensemble against Monte Carlo, Tweedie, fluctuation-dissipation, symmetry, jit/vmap,
-float32 extremes and bad input (SPEC sections 2-3)."""
+float32 extremes and bad input (theory sections 2-3)."""
 
 import equinox as eqx
 import jax
@@ -45,7 +45,7 @@ def test_monte_carlo_denoiser_and_covariance(name, T, key):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_tweedie_first_and_second_order(name):
-    """m = x + T grad log p_T and Cov = T (I + T hess log p_T) (SPEC section 2)."""
+    """m = x + T grad log p_T and Cov = T (I + T hess log p_T) (theory section 2)."""
     ens, _ = ZOO[name]
 
     @jax.jit

@@ -1,4 +1,4 @@
-"""Hierarchies of symmetry breaking: the tree of splits of the minima of Phi_T (SPEC 2, 3.2, 8).
+"""Hierarchies of symmetry breaking: the tree of splits of the minima of Phi_T (theory 2, 3.2, 8).
 
 Checks: the first split of symmetric data is the pitchfork of ``critical_temperature``; the
 branches hold the clusters; memorization at t_min; the asymmetric first split is a saddle-node

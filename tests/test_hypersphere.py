@@ -1,4 +1,4 @@
-"""The uniform hypersphere (SPEC section 3.4) and its Bessel machinery (thermodiff/_bessel.py)."""
+"""The uniform hypersphere (theory section 3.4) and its Bessel machinery (thermodiff/_bessel.py)."""
 
 import functools
 
@@ -20,7 +20,7 @@ from thermodiff._ensembles._base import AbstractEnsemble
 from thermodiff._ensembles._hypersphere import Hypersphere
 
 DIMS = (1, 2, 3, 4, 5, 10, 11, 64, 100, 784)
-# k from 1e-6 to 1e6 (the SPEC range) plus the extreme end 1e8, plus exact zero checked separately.
+# k from 1e-6 to 1e6 (the reference range) plus the extreme end 1e8, plus exact zero checked separately.
 KS = np.concatenate([np.logspace(-6, 6, 37), [3e6, 1e7, 1e8]])
 # Measured worst relative errors, float64: A_d 2e-15, log 0F1 3e-15 (rho the same);
 # float32 (reference at the float32-rounded k): A_d 9e-7, log 0F1 1.6e-6.
@@ -118,7 +118,7 @@ def test_bessel_rejects_bad_dim():
             bessel_ratio(1.0, bad)
 
 
-# ------------------------------------------------------------------ SPEC reference values
+# ------------------------------------------------------------------ reference values (theory section 3.4)
 @functools.partial(jax.jit, static_argnums=0)
 def _fixed_point_radius(d, T, r=1.0):
     """u = A_d(r^2 u / T) by Newton's method on f(u) = u - A_d(r^2 u/T), from u = 1."""

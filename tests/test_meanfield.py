@@ -1,4 +1,4 @@
-"""Mean-field self-consistency (SPEC sections 2-5): fixed points, implicit derivatives,
+"""Mean-field self-consistency (theory sections 2-5): fixed points, implicit derivatives,
 critical temperatures, Landau coefficients and exponents."""
 
 import math
@@ -144,7 +144,7 @@ def test_vp_drift_and_pf_ode_criteria():
         abar = 1 / (1 + T)
         assert abar == pytest.approx(math.sqrt(a**4 + 1) - a**2, rel=1e-10)
     assert float(td.critical_temperature(TWO, "vp_drift")) == pytest.approx(math.sqrt(2), rel=1e-12)
-    assert math.sqrt(1 / (1 + math.sqrt(2))) == pytest.approx(0.6435943, abs=1e-7)  # theta_c (SPEC 5.2)
+    assert math.sqrt(1 / (1 + math.sqrt(2))) == pytest.approx(0.6435943, abs=1e-7)  # theta_c (theory 5.2)
     with pytest.raises(ValueError, match="no critical point"):
         td.critical_temperature(TWO, "pf_ode")
     with pytest.raises(ValueError, match="criterion must be one of"):

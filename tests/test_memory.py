@@ -1,6 +1,6 @@
-"""Associative memory and random-energy condensation (SPEC sections 8 and 9).
+"""Associative memory and random-energy condensation (theory sections 8 and 9).
 
-Checks: the closed forms of the collapse temperature (SPEC examples) and of the REM entropy; the
+Checks: the closed forms of the collapse temperature (theory examples) and of the REM entropy; the
 Hopfield update equals the denoiser to rounding error (float64 and float32, several T, streamed
 and dense); the Hopfield energy is Phi_T - T log N and its autodiff gradient is x - update; the
 streamed posterior entropy / participation ratio / max weight against dense formulas (also
@@ -46,7 +46,7 @@ def _dense_weights(Y, x, T, logw=None):
 
 # ============================================================================ closed forms
 def test_collapse_temperature_spec_examples():
-    # SPEC section 9: d = 64, N = 20000, s = 1 gives T_C = 2.7569; d = 256: OU t_C = 1.2988.
+    # theory section 9: d = 64, N = 20000, s = 1 gives T_C = 2.7569; d = 256: OU t_C = 1.2988.
     # Reference values from mpmath (30 digits): s^2/expm1(2 log N/d), log(1 + T_C)/2.
     assert float(collapse_temperature(20000, 64)) == pytest.approx(2.7569342125588504, rel=1e-13)
     assert float(collapse_temperature(20000, 256)) == pytest.approx(12.431186767207891, rel=1e-13)
@@ -366,7 +366,7 @@ def test_hopfield_capacity_brackets_prediction(key):
         for frac in (noisy[:, j], clean[:, j]):
             assert 0.5 < crossing(frac) / nc < 2.0, (crossing(frac), nc)
         assert np.all(clean[:, j] >= noisy[:, j] - 0.15)
-    # N = 2 exactly: a pair at distance D is two deltas +-D/2 with T_c = D^2/4 (SPEC 3.1), so a
+    # N = 2 exactly: a pair at distance D is two deltas +-D/2 with T_c = D^2/4 (theory 3.1), so a
     # stored pattern survives iff D^2 > 4T, D^2 ~ 2 chi^2_d: P = P(chi^2_8 > 2T). Six N = 2
     # entries x 8 trials = 48 independent pairs per T (same shapes: no new compilation).
     pair_T = np.array([2.0, 4.0])

@@ -1,4 +1,4 @@
-"""Reverse samplers (SPEC section 6): exact marginals, measured orders, invariances, bad input."""
+"""Reverse samplers (theory section 6): exact marginals, measured orders, invariances, bad input."""
 
 import subprocess
 import sys

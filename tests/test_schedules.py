@@ -1,4 +1,4 @@
-"""Schedules (SPEC section 1): closed forms, SDE consistency, inverses, VE<->VP<->OU equivalence."""
+"""Schedules (theory section 1): closed forms, SDE consistency, inverses, VE<->VP<->OU equivalence."""
 
 import math
 
@@ -59,7 +59,7 @@ def test_vp_closed_forms():
         assert float(s.noise_scale(t)) == pytest.approx(math.sqrt(1 - theta**2), rel=1e-12)
         assert float(s.temperature(t)) == pytest.approx((1 - theta**2) / theta**2, rel=1e-12)
         assert float(s.beta(t)) == pytest.approx(bmin + t * (bmax - bmin), rel=1e-14)
-    # Two deltas +-1: thermodynamic T_c = 1 sits at abar = 1/2 (SPEC 3.1).
+    # Two deltas +-1: thermodynamic T_c = 1 sits at abar = 1/2 (theory 3.1).
     tc = s.time_at_temperature(1.0)
     assert float(s.abar(tc)) == pytest.approx(0.5, rel=1e-12)
     # beta_min == beta_max is a constant-rate VP (OU with rate beta/2): inverse stays exact.
@@ -88,7 +88,7 @@ def test_ddpm_numbers():
 
 def test_ou_and_ve_closed_forms():
     ou = td.OU()
-    # Two deltas a = 1: t_c = log(1 + a^2)/2 = 0.3465736 (SPEC 3.1).
+    # Two deltas a = 1: t_c = log(1 + a^2)/2 = 0.3465736 (theory 3.1).
     assert float(ou.time_at_temperature(1.0)) == pytest.approx(0.3465736, abs=1e-7)
     for t in [0.1, 1.0, 3.0]:
         assert float(ou.temperature(t)) == pytest.approx(math.exp(2 * t) - 1, rel=1e-12)

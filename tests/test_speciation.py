@@ -1,4 +1,4 @@
-"""Speciation predictions and measured collapse of finite datasets (SPEC sections 3, 6, 9)."""
+"""Speciation predictions and measured collapse of finite datasets (theory sections 3, 6, 9)."""
 
 import jax
 import jax.numpy as jnp
@@ -48,7 +48,7 @@ def test_nearest_points_streaming_equals_dense(key):
 
 def test_measured_collapse_matches_rem_threshold(key):
     """Gaussian data N(0, I), d = 12, N = 1000: the temperature after which trajectories keep
-    their nearest training point lies within 25% of T_C = s^2/(N^(2/d) - 1) (SPEC section 9)."""
+    their nearest training point lies within 25% of T_C = s^2/(N^(2/d) - 1) (theory section 9)."""
     d, n = 12, 1000
     X = np.random.default_rng(1).standard_normal((n, d))
     T_rem = 1.0 / (n ** (2 / d) - 1)

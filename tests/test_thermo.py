@@ -1,4 +1,4 @@
-"""Thermodynamics by autodiff (SPEC section 2) and VE <-> VP <-> OU equivalence (SPEC section 1)."""
+"""Thermodynamics by autodiff (theory section 2) and VE <-> VP <-> OU equivalence (theory section 1)."""
 
 import jax
 import jax.numpy as jnp

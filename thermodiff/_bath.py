@@ -1,18 +1,18 @@
-"""The generative bath: M sites sharing one noisy coordinate (SPEC section 7).
+"""The generative bath: M sites sharing one noisy coordinate (theory section 7).
 
 M sites y_1..y_M in R^d, each drawn from the data law phi, share one noisy coordinate x in R^d
 with joint weight
 
     p(x, y_1..y_M) ∝ prod_k phi(y_k) exp(-|x - y_k|^2 / (2T)).
 
-Its two conditionals are exact and cheap (SPEC section 7):
+Its two conditionals are exact and cheap (theory section 7):
 
 - given the sites, x ~ N(ybar, (T/M) I) with ybar = (1/M) sum_k y_k;
 - given x, the sites are independent draws from the diffusion posterior p_T(y | x) of
-  SPEC section 2 (a heat-bath update of every site).
+  theory section 2 (a heat-bath update of every site).
 
 Integrating out the sites gives the noisy marginal p(x) ∝ exp(-M Phi_T(x) / T) with Phi_T the
-Landau free energy of SPEC section 2: M plays the role of the volume, and mean field (the
+Landau free energy of theory section 2: M plays the role of the volume, and mean field (the
 stationary points of Phi_T) becomes exact as M -> infinity. Integrating out x instead gives the
 site law ∝ prod_k phi(y_k) exp(M |ybar|^2 / (2T) - sum_k |y_k|^2 / (2T)). For two deltas +-mu
 (sites y_k = s_k mu, s_k = +-1) this is exactly the Curie-Weiss model of M Ising spins with
@@ -20,7 +20,7 @@ coupling J = |mu|^2 at temperature T,
 
     P(s) ∝ exp(J M m^2 / (2T)),   m = (1/M) sum_k s_k = mu.ybar / |mu|^2,
 
-so finite M is finite-size Curie-Weiss with T_c = J (SPEC sections 3.1 and 7). Its magnetization
+so finite M is finite-size Curie-Weiss with T_c = J (theory sections 3.1 and 7). Its magnetization
 law is a sum over the M + 1 sectors k = number of +mu sites,
 P(k) ∝ C(M, k) exp(J M m_k^2 / (2T)), m_k = (2k - M)/M, evaluated here in log space.
 
@@ -30,7 +30,7 @@ integrated Langevin step of x in the energy sum_k |x - y_k|^2 / (2T) at fixed si
 simulates one chain with one temperature schedule in a single jitted ``lax.scan``; batch over
 temperatures and seeds with ``jax.vmap`` (``run_chains`` does both).
 
-Quench (SPEC section 7). Near T_c the two-delta chain linearises to m_t = m_{t-1}/T_t + noise of
+Quench (theory section 7). Near T_c the two-delta chain linearises to m_t = m_{t-1}/T_t + noise of
 variance (1 + 1/T_t)/M (J = 1), so its relaxation rate per sweep is ~ |T - 1| (z nu = 1). Cooled
 linearly at tau_Q sweeps per unit temperature, with 1 << tau_Q << M, the chain falls out of
 equilibrium at |T - T_c| ~ tau_Q^{-1/2} and reaches T_c with M <m^2> -> sqrt(pi tau_Q)
@@ -62,7 +62,7 @@ _SUPPORTED_MC = (TwoDeltas, FiniteDataset, GaussianMixture)
 
 # ---------------------------------------------------------------------------------- results
 class BathMoments(eqx.Module):
-    """Exact finite-M statistics of the bath magnetization m (SPEC section 7).
+    """Exact finite-M statistics of the bath magnetization m (theory section 7).
 
     m = (1/M) sum_k s_k is the spin average (for two deltas +-mu: mu.ybar/|mu|^2).
 
@@ -71,9 +71,9 @@ class BathMoments(eqx.Module):
     - ``binder``: the Binder cumulant U = 1 - <m^4> / (3 <m^2>^2); -> 2/3 in the ordered phase,
       -> 0 in the disordered phase, 0.270520... at T_c as M -> infinity.
     - ``susceptibility``: the connected finite-size estimator chi = M (<m^2> - <|m|>^2) / T.
-      Below T_c it tends to the self-consistent susceptibility of SPEC section 2,
+      Below T_c it tends to the self-consistent susceptibility of theory section 2,
       (1 - m*^2) / (T - J (1 - m*^2)) for J = 1 (-> 1/(2(1 - T)) at T_c).
-    - ``susceptibility_m2``: M <m^2> / T, which tends to 1/(T - J) above T_c (SPEC section 2,
+    - ``susceptibility_m2``: M <m^2> / T, which tends to 1/(T - J) above T_c (theory section 2,
       J = 1: 1/(T - 1)); it grows like M below T_c.
     """
 
@@ -86,7 +86,7 @@ class BathMoments(eqx.Module):
 
 
 class BathTrajectory(eqx.Module):
-    """One Monte Carlo chain of the generative bath (SPEC section 7).
+    """One Monte Carlo chain of the generative bath (theory section 7).
 
     **Fields:**
     - ``temperature``: (n_sweeps,) the temperature used in each sweep.
@@ -110,7 +110,7 @@ class BathTrajectory(eqx.Module):
 
 # ---------------------------------------------------------------------------------- heat bath
 def _sample_posterior(ensemble: AbstractEnsemble, key: Key, x: Vector, T, n: int) -> Array:
-    """``n`` independent draws y ~ p_T(y | x) (SPEC section 2), shape (n, d): a heat-bath update.
+    """``n`` independent draws y ~ p_T(y | x) (theory section 2), shape (n, d): a heat-bath update.
 
     Two deltas: y = s mu with P(s = +1) = (1 + tanh(mu.x/T))/2. Finite dataset: a categorical
     draw over the posterior weights w_n(x, T). Gaussian mixture: a component by its
@@ -171,7 +171,7 @@ def _check_int(name: str, value, lo: int = 1) -> int:
 
 # ---------------------------------------------------------------------------------- the bath
 class GenerativeBath(eqx.Module):
-    """M sites drawn from ``ensemble`` sharing one noisy coordinate x (SPEC section 7).
+    """M sites drawn from ``ensemble`` sharing one noisy coordinate x (theory section 7).
 
     Joint law ∝ prod_k phi(y_k) exp(-|x - y_k|^2/(2T)). For ``TwoDeltas(mu)`` the sites form a
     Curie-Weiss magnet of M spins with J = |mu|^2 and T_c = J, exactly at every finite M.
@@ -220,7 +220,7 @@ class GenerativeBath(eqx.Module):
         return T
 
     def magnetization_distribution(self, T: RealScalarLike) -> tuple[Array, Array]:
-        """The exact law of the bath magnetization for two deltas (SPEC section 7).
+        """The exact law of the bath magnetization for two deltas (theory section 7).
 
         P(k) ∝ C(M, k) exp(J M m_k^2 / (2T)), m_k = (2k - M)/M, J = |mu|^2, k = 0..M, computed
         in log space (log-binomials in float64 on the host, then logsumexp). Differentiable in
@@ -235,7 +235,7 @@ class GenerativeBath(eqx.Module):
         return _sector_law(self, self._checked_T(T, "the magnetization law"))
 
     def exact_moments(self, T: RealScalarLike) -> BathMoments:
-        """Exact finite-M magnetization statistics of a two-delta bath (SPEC section 7).
+        """Exact finite-M magnetization statistics of a two-delta bath (theory section 7).
 
         Sums over the M + 1 sectors of the finite-size Curie-Weiss law (see
         ``magnetization_distribution``). Differentiable in T and vmappable over T. With
@@ -263,7 +263,7 @@ class GenerativeBath(eqx.Module):
         sites0: Array | None = None,
         x0: Vector | None = None,
     ) -> BathTrajectory:
-        """One Monte Carlo chain of the bath (SPEC section 7), a single jitted ``lax.scan``.
+        """One Monte Carlo chain of the bath (theory section 7), a single jitted ``lax.scan``.
 
         Each sweep (i) updates x given the sites, then (ii) redraws every site independently
         from the posterior p_T(y | x) (heat bath, vectorised over the M sites). With
@@ -354,7 +354,7 @@ class GenerativeBath(eqx.Module):
         sites0: Array | None = None,
         x0: Vector | None = None,
     ) -> BathTrajectory:
-        """A finite-rate quench: T lowered linearly from ``T_hi`` to ``T_lo`` (SPEC section 7).
+        """A finite-rate quench: T lowered linearly from ``T_hi`` to ``T_lo`` (theory section 7).
 
         T(tau) = T_hi + (T_lo - T_hi) tau / (n_sweeps - 1), tau = 0..n_sweeps - 1, so the
         cooling rate is (T_hi - T_lo)/(n_sweeps - 1) per sweep; the magnetization m(tau) of the
@@ -391,7 +391,7 @@ class GenerativeBath(eqx.Module):
         *,
         dt: RealScalarLike | None = None,
     ) -> BathTrajectory:
-        """Many independent chains at many temperatures in one jit (SPEC section 7).
+        """Many independent chains at many temperatures in one jit (theory section 7).
 
         ``jax.vmap`` of ``simulate`` over ``n_chains`` seeds and over the temperatures, all in
         one compiled program: the unit the benchmark times, with

@@ -1,4 +1,4 @@
-"""Modified Bessel ratios and log 0F1 for the uniform hypersphere (SPEC section 3.4).
+"""Modified Bessel ratios and log 0F1 for the uniform hypersphere (theory section 3.4).
 
 The posterior of the uniform law on the sphere of radius r in R^d is a von Mises-Fisher law
 with concentration k = r|x|/T, and everything it needs is one function of q = k^2/4:
@@ -206,7 +206,7 @@ def _log_rho_sum(q: Array, dim: int) -> Array:
 
 # ---------------------------------------------------------------------------- public
 def bessel_ratio_rho(q: ArrayLike, dim: int) -> Array:
-    """Normalised Bessel ratio rho_nu(q) = 0F1(; d/2 + 1; q) / 0F1(; d/2; q) (SPEC section 3.4).
+    """Normalised Bessel ratio rho_nu(q) = 0F1(; d/2 + 1; q) / 0F1(; d/2; q) (theory section 3.4).
 
     Equivalently rho_nu(q) = d A_d(k) / k with k = 2 sqrt(q), nu = d/2 - 1 and
     A_d(k) = I_{d/2}(k)/I_{d/2-1}(k). It is a smooth, decreasing function of q with
@@ -244,7 +244,7 @@ def _rho(q: Array, dim: int) -> Array:
 
 
 def bessel_ratio(k: ArrayLike, dim: int) -> Array:
-    """Bessel ratio A_d(k) = I_{d/2}(k) / I_{d/2-1}(k) for half-integer and integer orders (SPEC section 3.4).
+    """Bessel ratio A_d(k) = I_{d/2}(k) / I_{d/2-1}(k) for half-integer and integer orders (theory section 3.4).
 
     The hypersphere magnetization is m_T(x) = r xhat A_d(r|x|/T); the broken-phase radius
     u = |x*|/r solves u = A_d(r^2 u / T). d = 1 gives tanh(k) (two deltas), d = 2 gives
@@ -269,7 +269,7 @@ def bessel_ratio(k: ArrayLike, dim: int) -> Array:
 
 
 def log_hyp0f1_sphere(q: ArrayLike, dim: int) -> Array:
-    """log 0F1(; d/2; q), the log partition function of the uniform sphere (SPEC section 3.4).
+    """log 0F1(; d/2; q), the log partition function of the uniform sphere (theory section 3.4).
 
     For the sphere of radius r, Z_T(x) = exp(-r^2/(2T)) 0F1(; d/2; q) with q = (r|x|/(2T))^2,
     so log Z_T = log_hyp0f1_sphere(q, d) - r^2/(2T). Computed as the log of the power series
@@ -292,7 +292,7 @@ def log_hyp0f1_sphere(q: ArrayLike, dim: int) -> Array:
 
 
 def log_hyp0f1_sphere_scaled(q: ArrayLike, dim: int) -> Array:
-    """Exponentially scaled log 0F1(; d/2; q) - 2 sqrt(q) (SPEC section 3.4).
+    """Exponentially scaled log 0F1(; d/2; q) - 2 sqrt(q) (theory section 3.4).
 
     With k = 2 sqrt(q) = r|x|/T this is log 0F1 - k, the O(log k) remainder that the Landau
     free energy keeps after the exact cancellation |x|^2/2 + r^2/2 - r|x| = (|x| - r)^2/2.
@@ -315,7 +315,7 @@ def log_hyp0f1_sphere_scaled(q: ArrayLike, dim: int) -> Array:
 
 
 def series_cutoff(dim: int) -> float:
-    """q up to which ``log_hyp0f1_sphere`` sums the power series, max(4, d/2) (SPEC section 3.4).
+    """q up to which ``log_hyp0f1_sphere`` sums the power series, max(4, d/2) (theory section 3.4).
 
     Above it the scaled remainder of ``_log_hyp0f1_parts`` is exact and has finite derivatives.
 

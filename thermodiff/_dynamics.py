@@ -1,4 +1,4 @@
-"""Critical instability of the generative dynamics (SPEC section 6).
+"""Critical instability of the generative dynamics (theory section 6).
 
 Observables of *which* sample comes out, exact where the ensemble allows and simulated through
 ``td.sample`` for any model:
@@ -12,10 +12,10 @@ Observables of *which* sample comes out, exact where the ensemble allows and sim
 - ``perturbation_response``: |dx_0/dx_T . v| through the whole sampler by a JVP with shared noise.
 - ``susceptibility_trace``: tr Cov[y | x_T] = T tr(dm_T/du) by Hutchinson JVPs of any denoiser.
 - ``decision_sensitivity``: the exact E_x |dP(+|x)/dx| for two deltas, whose maximum is *not*
-  at T_c (SPEC section 6 note).
+  at T_c (theory section 6 note).
 - ``speciation_temperature``: where a measured phi(T) crosses 0.775200, to set against T_c.
 
-Temperatures are VE-equivalent (SPEC section 1); ``schedule`` maps them to diffusion times.
+Temperatures are VE-equivalent (theory section 1); ``schedule`` maps them to diffusion times.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class Estimate(eqx.Module):
 
 # ----------------------------------------------------------------------------- classes
 def class_posterior(ensemble: AbstractEnsemble, x: Vector, T: RealScalarLike, labels=None, n_classes: int | None = None) -> Array:
-    """P(c | x) at temperature T: the posterior over the ensemble's classes (SPEC section 6; VE picture,
+    """P(c | x) at temperature T: the posterior over the ensemble's classes (theory section 6; VE picture,
 T the VE-equivalent noise variance).
 
     Classes are the two deltas (+mu first), the components of a ``GaussianMixture``, or, for a
@@ -93,7 +93,7 @@ def _check_labels(ensemble, labels):
 
 # ----------------------------------------------------------------------------- cloning
 def _two_delta_field(ens: TwoDeltas, T):
-    """(a, u, w): 160-point Gauss-Hermite nodes of the field u = mu.x/T for x ~ p_T (SPEC 3.1).
+    """(a, u, w): 160-point Gauss-Hermite nodes of the field u = mu.x/T for x ~ p_T (theory 3.1).
 
     By symmetry x = +mu + sqrt(T) xi, and only the projection u = (a^2 + a sqrt(T) z)/T matters.
     """
@@ -125,7 +125,7 @@ def cloning_probability(
 ) -> Estimate:
     """phi(T): probability that two copies branched at temperature T end in the same class.
 
-    SPEC section 6. **Exact** (``key=None``; ensembles only): E_{x ~ p_T}[sum_c P(c|x)^2], by
+    theory section 6. **Exact** (``key=None``; ensembles only): E_{x ~ p_T}[sum_c P(c|x)^2], by
     160-point Gauss-Hermite quadrature for two deltas (stderr 0; 0.775200 at T_c), otherwise by
     Monte Carlo over x ~ p_T (``n_pairs`` states, the integrand exact; stderr reported).
     **Simulated** (``key`` given): draw x_T ~ p_T exactly (ensembles) or take ``x_T`` (n, d)
@@ -235,7 +235,7 @@ def class_change_probability(
     classify: Callable | None = None,
     labels=None,
 ) -> Estimate:
-    """Forward-backward class change: noise data to T, regenerate, compare classes (SPEC 6).
+    """Forward-backward class change: noise data to T, regenerate, compare classes (theory 6).
 
     With the exact score this equals 1 - phi(T) (``cloning_probability``).
 
@@ -290,7 +290,7 @@ def perturbation_response(
     """|dx_0/dx_T . v| / |v|: how much a perturbation at temperature T moves the final sample.
 
     One forward-mode JVP through the whole sampler from T to ``T_end`` with the noise shared
-    between the two runs (same key), SPEC section 6. ``v`` defaults to a random unit direction
+    between the two runs (same key), theory section 6. ``v`` defaults to a random unit direction
     drawn from ``key``; E_v |J v|^2 = |J|_F^2/d for a random unit v.
 
     Both x_T and x_0 are in the schedule's native coordinates (multiply by theta_T/theta_end for
@@ -321,7 +321,7 @@ def susceptibility_trace(
 ) -> Estimate:
     """tr Cov[y | x_t] = T theta tr(dD/dx) by Hutchinson's estimator with Rademacher JVPs.
 
-    Works for any denoiser/score model (SPEC sections 2 and 6: the fluctuation-dissipation
+    Works for any denoiser/score model (theory sections 2 and 6: the fluctuation-dissipation
     relation Cov[y|x] = T dm_T/du in the VE picture u = x/theta). For an ensemble the exact
     value is ``jnp.trace(ensemble.posterior_cov(x/theta, T))``.
 
@@ -347,7 +347,7 @@ def susceptibility_trace(
 def decision_sensitivity(ensemble: TwoDeltas, T: RealScalarLike) -> Array:
     """E_{x ~ p_T} |dP(+ | x)/dx . mu/|mu|| for two deltas: (a/(2T)) E[sech^2(mu.x/T)].
 
-    How strongly the eventual class responds to a nudge at temperature T (SPEC section 6 note);
+    How strongly the eventual class responds to a nudge at temperature T (theory section 6 note);
     its maximum lies below T_c (at T = 0.6630 a^2 by this definition), not at T_c.
     """
     if not isinstance(ensemble, TwoDeltas):
@@ -361,7 +361,7 @@ def speciation_temperature(temperatures, phi, level: float = PHI_CRITICAL) -> fl
     """The temperature where a measured cloning curve phi(T) crosses ``level`` (0.775200).
 
     Linear interpolation between the bracketing points of the (monotone decreasing in T) curve;
-    compare with ``td.critical_temperature`` (SPEC section 6: phi(T_c) = 0.775200).
+    compare with ``td.critical_temperature`` (theory section 6: phi(T_c) = 0.775200).
     """
     Ts, ph = np.asarray(temperatures, float), np.asarray(phi, float)
     if Ts.ndim != 1 or Ts.shape != ph.shape or Ts.size < 2:

@@ -1,11 +1,11 @@
-"""Hierarchies of symmetry breaking: every minimum of Phi_T followed as T decreases (SPEC 2, 3.2, 8).
+"""Hierarchies of symmetry breaking: every minimum of Phi_T followed as T decreases (theory 2, 3.2, 8).
 
 The stable fixed points x* = m_T(x*) of the denoiser are the minima of the Landau free energy
-Phi_T(x) = |x|^2/2 - T log Z_T(x) (SPEC section 2). For a finite dataset Phi_T is the modern
-Hopfield energy and m_T its retrieval update (SPEC section 8). Above T = max_n |y_n - mean|^2 the
+Phi_T(x) = |x|^2/2 - T log Z_T(x) (theory section 2). For a finite dataset Phi_T is the modern
+Hopfield energy and m_T its retrieval update (theory section 8). Above T = max_n |y_n - mean|^2 the
 Hessian I - Cov[y|x]/T is positive definite everywhere, so there is one minimum; as T decreases the
 minima split (pitchforks of a symmetric point, saddle-nodes generically), and as T -> 0 every
-training point becomes its own minimum (memorization, SPEC section 3.2). This module follows that
+training point becomes its own minimum (memorization, theory section 3.2). This module follows that
 cascade. Two things the scans show that a symmetric-branch analysis does not: symmetric data can
 split first by a mirror pair of saddle-nodes away from the symmetric point (above the temperature
 where the symmetric point loses stability), and the cascade need not be monotone (a symmetric
@@ -28,7 +28,7 @@ refines every split by bisection in T (all splits in parallel, one representativ
 sub-branch, dividing a bracket whenever it holds a cascade of several splits, so the number of
 rounds is ~log2(grid step / rtol) whatever the depth of the tree), and returns the tree.
 ``first_split`` / ``first_split_temperature`` find the highest bifurcation (the first speciation of
-general data, SPEC section 3 "First transition of general data"), polish it on the Moore-Spence
+general data, theory section 3 "First transition of general data"), polish it on the Moore-Spence
 system and differentiate it implicitly.
 
 Reference: Ambrogioni, "The statistical thermodynamics of generative diffusion models"
@@ -268,7 +268,7 @@ _descend_batch = eqx.filter_jit(_descend_batch_impl)
 
 
 def descend(ensemble: AbstractEnsemble, T: RealScalarLike, x0: Vector) -> tuple[Vector, Scalar, Array]:
-    """The minimum of Phi_T reached from ``x0`` (SPEC sections 2 and 8).
+    """The minimum of Phi_T reached from ``x0`` (theory sections 2 and 8).
 
     Mean-shift / Hopfield steps x <- m_T(x) (a concave-convex procedure: Phi_T decreases
     monotonically), then a safeguarded saddle-free Newton method with the Hessian I - Cov[y|x]/T
@@ -358,7 +358,7 @@ class Basins(NamedTuple):
 
 
 def basins(ensemble: AbstractEnsemble, T: RealScalarLike, starts, *, tol: float | None = None) -> Basins:
-    """The minima of Phi_T(x) = |x|^2/2 - T log Z_T(x) and which start falls into which (SPEC 2, 3.2, 8).
+    """The minima of Phi_T(x) = |x|^2/2 - T log Z_T(x) and which start falls into which (theory 2, 3.2, 8).
 
     Every start descends Phi_T (mean-shift / Hopfield steps x <- m_T(x), then safeguarded Newton,
     see ``descend``); end points closer than ``tol`` are the same minimum. For a ``FiniteDataset``
@@ -482,7 +482,7 @@ class BifurcationTree:
     @property
     def memorized(self) -> bool:
         """True if at t_min every leaf holds starts that coincide (within ``tol``): each distinct
-        start is its own minimum (memorization, SPEC section 3.2)."""
+        start is its own minimum (memorization, theory section 3.2)."""
         for leaf in self.leaves():
             pts = self.starts[list(leaf.members)]
             if np.max(np.linalg.norm(pts - pts[:1], axis=1)) > self.tol:
@@ -600,7 +600,7 @@ def bifurcation_tree(
     seed: int = 0,
     tol: float | None = None,
 ) -> BifurcationTree:
-    """The hierarchy of symmetry breakings: the tree of splits of the minima of Phi_T (SPEC 2, 3.2, 8).
+    """The hierarchy of symmetry breakings: the tree of splits of the minima of Phi_T (theory 2, 3.2, 8).
 
     Follows every minimum of Phi_T(x) = |x|^2/2 - T log Z_T(x) as T decreases from ``t_max`` (one
     minimum) to ``t_min`` (for a finite dataset: every distinct point its own minimum,
@@ -1067,7 +1067,7 @@ def first_split(
     max_starts: int | None = 256,
     seed: int = 0,
 ) -> FirstSplit:
-    """The first (highest-temperature) bifurcation of the minima of Phi_T (SPEC 3, "First
+    """The first (highest-temperature) bifurcation of the minima of Phi_T (theory 3, "First
     transition of general data"; sections 2, 3.2, 8).
 
     Scans a log grid from ``t_max`` (one minimum) down for the first temperature where the starts
@@ -1122,7 +1122,7 @@ def first_split(
 
 
 def first_split_temperature(ensemble: AbstractEnsemble, starts=None, **kwargs) -> Scalar:
-    """The temperature of the first split of the minima of Phi_T (SPEC 3, "First transition of
+    """The temperature of the first split of the minima of Phi_T (theory 3, "First transition of
     general data"): ``first_split(ensemble, starts, **kwargs).temperature``.
 
     Equals ``critical_temperature(ensemble)`` for symmetric data whose first split is the

@@ -1,4 +1,4 @@
-"""Mean-field self-consistency by autodiff (SPEC sections 2, 4 and 5).
+"""Mean-field self-consistency by autodiff (theory sections 2, 4 and 5).
 
 The fixed points of the generative dynamics obey the equation of state x* = m_T(x* + h): the
 zeros of the score in the field h, i.e. the stationary points of Phi_T(u) - h.u with u = x* + h.
@@ -175,7 +175,7 @@ def _fixed_point(ensemble, T, x0, h, max_steps, descent_steps=0):
 
     eye = jnp.eye(x0.shape[0], dtype=x0.dtype)
 
-    def jac(u):  # dG/du = I - dm/du = I - Cov[y|u]/T (fluctuation-dissipation, SPEC 2)
+    def jac(u):  # dG/du = I - dm/du = I - Cov[y|u]/T (fluctuation-dissipation, theory 2)
         return eye - ensemble.posterior_cov(u, T) / T
 
     def solve(f, u_init):
@@ -204,7 +204,7 @@ def fixed_point(
     max_steps: int = 100,
     stable: bool = False,
 ) -> Vector:
-    """Solve the self-consistency equation x* = m_T(x* + h) (SPEC section 2).
+    """Solve the self-consistency equation x* = m_T(x* + h) (theory section 2).
 
     The branch is the one the safeguarded Newton iteration reaches from ``x0``: start at the
     data mean (the default) for the symmetric branch, away from it for a broken-symmetry branch.
@@ -240,7 +240,7 @@ def fixed_point(
 def _linear_response(ensemble, T, u, heat: bool = False):
     """Closed-form implicit derivatives at a fixed point u = x* + h of x* = m_T(x* + h).
 
-    chi = dx*/dh = (I - J)^{-1} J with J = Cov[y|u]/T (SPEC 2); with ``heat`` also the
+    chi = dx*/dh = (I - J)^{-1} J with J = Cov[y|u]/T (theory 2); with ``heat`` also the
     curvature d^2F/dT^2 of F(T) = Phi_T(x*(T)) at h = 0: since grad Phi = x - m vanishes at x*
     (envelope), dF/dT = d_T Phi and d^2F/dT^2 = d_TT Phi - d_T m . (I - J)^{-1} d_T m, the
     partial T-derivatives at fixed x by autodiff. One solve with I - J (shifted by the same
@@ -285,7 +285,7 @@ def _equilibrium(ensemble: AbstractEnsemble, T: RealScalarLike, x0: Vector | Non
 def susceptibility(
     ensemble: AbstractEnsemble, T: RealScalarLike, h: Vector | None = None, x0: Vector | None = None
 ) -> Array:
-    """Self-consistent susceptibility chi = dx*/dh = (I - J)^{-1} J, J = Cov[y|x*+h]/T (SPEC 2).
+    """Self-consistent susceptibility chi = dx*/dh = (I - J)^{-1} J, J = Cov[y|x*+h]/T (theory 2).
 
     Obtained by implicit differentiation of the fixed point (the implicit function theorem in
     closed form at x*, one linear solve with I - J, J from the ensemble's ``posterior_cov``),
@@ -307,7 +307,7 @@ def susceptibility(
 
 
 def principal_axis(ensemble: AbstractEnsemble) -> tuple[Scalar, Vector]:
-    """(lambda_max, v): top eigenvalue and eigenvector of the data covariance (SPEC section 3)."""
+    """(lambda_max, v): top eigenvalue and eigenvector of the data covariance (theory section 3)."""
     evals, evecs = jnp.linalg.eigh(ensemble.covariance())
     v = evecs[:, -1]
     # a deterministic sign: the largest-magnitude component positive
@@ -321,7 +321,7 @@ def _broken_start(ensemble):
 
 
 def order_parameter(ensemble: AbstractEnsemble, T: RealScalarLike, x0: Vector | None = None) -> Scalar:
-    """The order parameter (x* - mean).v on the branch reached from ``x0`` (SPEC sections 2-4).
+    """The order parameter (x* - mean).v on the branch reached from ``x0`` (theory sections 2-4).
 
     v is the top principal axis of the data; the default start is mean + sqrt(lambda_max) v, so
     the Newton iteration lands on the broken-symmetry branch below T_c and on the symmetric one
@@ -336,7 +336,7 @@ def order_parameter(ensemble: AbstractEnsemble, T: RealScalarLike, x0: Vector | 
 def landau_coefficients(ensemble: AbstractEnsemble, T: RealScalarLike, order: int = 6,
                         x: Vector | None = None, direction: Vector | None = None) -> Array:
     """Taylor coefficients c_k of Phi_T(x + s v) = sum_k c_k s^k at s = 0, k = 0..order
-    (SPEC section 4), by Taylor-mode autodiff (``jax.experimental.jet``).
+    (theory section 4), by Taylor-mode autodiff (``jax.experimental.jet``).
 
     Defaults: x = the symmetric fixed point (the data mean), v = the top principal axis. Two
     deltas +-1: c2 = (1 - 1/T)/2, c4 = 1/(12 T^3), c6 = -1/(45 T^5).
@@ -362,7 +362,7 @@ _CRITERIA = ("thermodynamic", "vp_drift", "first_split", "pf_ode")
 
 
 def _stability_function(ensemble, criterion):
-    """g(log T): > 0 below the critical point, < 0 above, on the symmetric branch (SPEC 5)."""
+    """g(log T): > 0 below the critical point, < 0 above, on the symmetric branch (theory 5)."""
     x_sym = ensemble.mean()
 
     def g(logT):
@@ -372,7 +372,7 @@ def _stability_function(ensemble, criterion):
         if criterion == "thermodynamic":
             return lam / T - 1.0
         # VP reverse drift beta [x/2 + score]: linearised at the symmetric point its top rate is
-        # 1/2 + (lam/T - 1)/s^2 with s^2 = 1 - abar = T/(1 + T) (SPEC section 5.2).
+        # 1/2 + (lam/T - 1)/s^2 with s^2 = 1 - abar = T/(1 + T) (theory section 5.2).
         return 0.5 + (lam / T - 1.0) * (1.0 + T) / T
 
     return g
@@ -434,25 +434,25 @@ def _bracket_and_solve(g, log_t_top, max_expand=64, max_iter=80):
 
 
 def critical_temperature(ensemble: AbstractEnsemble, criterion: str = "thermodynamic") -> Scalar:
-    """The temperature at which the symmetric branch loses stability (SPEC sections 3-5).
+    """The temperature at which the symmetric branch loses stability (theory sections 3-5).
 
-    ``criterion="thermodynamic"`` (SPEC 5.1): the largest eigenvalue of Cov[y|x*]/T reaches 1 on
+    ``criterion="thermodynamic"`` (theory 5.1): the largest eigenvalue of Cov[y|x*]/T reaches 1 on
     the symmetric branch x*(T) (continued from the data mean): the pitchfork where p_T becomes
     bimodal. Two deltas: |mu|^2; mixture +-mu, s^2: |mu|^2 - s^2; hypersphere: r^2/d; constant-norm
     data (Curie-Weiss at finite N): lambda_max of the data covariance.
 
-    ``criterion="vp_drift"`` (SPEC 5.2, Raya & Ambrogioni): where x = x* stops being attractive
+    ``criterion="vp_drift"`` (theory 5.2, Raya & Ambrogioni): where x = x* stops being attractive
     for the VP reverse-SDE drift beta(t)[x/2 + score], returned as a VE-equivalent temperature
     (abar = 1/(1 + T)). Two deltas +-a: abar_c = sqrt(a^4 + 1) - a^2, i.e. T = sqrt(2) for a = 1.
 
-    ``criterion="first_split"`` (SPEC 3, first transition of general data): the highest
+    ``criterion="first_split"`` (theory 3, first transition of general data): the highest
     temperature at which Phi_T acquires a second minimum (``first_split_temperature``: a saddle-node
     for asymmetric data; the pitchfork above when it is the first split of symmetric data, which
     it need not be: symmetric data can first split by a mirror pair of saddle-nodes elsewhere).
     "thermodynamic" and "vp_drift" need a symmetric point and raise a ValueError for a law
     without one (checked on concrete parameters).
 
-    ``criterion="pf_ode"`` (SPEC 5.3) raises: the probability-flow ODE has no such point.
+    ``criterion="pf_ode"`` (theory 5.3) raises: the probability-flow ODE has no such point.
 
     The root is found by bracketing and regula falsi in log T, then differentiated implicitly
     (``jax.lax.custom_root``), so dT_c/d(parameter) works with ``jax.grad``. Returns NaN when
@@ -482,7 +482,7 @@ def _check_symmetric_point(ensemble):
             raise ValueError(
                 "criterion='thermodynamic'/'vp_drift' needs a symmetric point (a law symmetric about "
                 "its mean, so that the mean is a fixed point at every T); this law has none. Its first "
-                "speciation is criterion='first_split' (SPEC 3, first transition of general data)"
+                "speciation is criterion='first_split' (theory 3, first transition of general data)"
             )
 
 
@@ -490,7 +490,7 @@ def _check_criterion(criterion):
     if criterion == "pf_ode":
         raise ValueError(
             "criterion='pf_ode' has no critical point: the probability-flow ODE drift has no sign "
-            "change at the symmetric point, which stays repulsive (SPEC section 5.3); use "
+            "change at the symmetric point, which stays repulsive (theory section 5.3); use "
             "'thermodynamic' or 'vp_drift'"
         )
     if criterion not in _CRITERIA:
@@ -612,7 +612,7 @@ def critical_exponents(
     ensemble: AbstractEnsemble,
     eps: tuple = (1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6),
 ) -> dict:
-    """Mean-field critical exponents by autodiff through the implicit fixed point (SPEC section 4).
+    """Mean-field critical exponents by autodiff through the implicit fixed point (theory section 4).
 
     With T_c = ``critical_temperature(ensemble)`` and reduced distances eps = |T - T_c|/T_c, each
     exponent is a local log-derivative evaluated exactly by automatic differentiation and

@@ -1,6 +1,6 @@
-"""Associative memory and random-energy condensation of finite datasets (SPEC sections 8 and 9).
+"""Associative memory and random-energy condensation of finite datasets (theory sections 8 and 9).
 
-**Hopfield picture (SPEC section 8).** For the empirical law of N stored patterns y_n (weights
+**Hopfield picture (theory section 8).** For the empirical law of N stored patterns y_n (weights
 pi_n), the Landau free energy Phi_T(x) = |x|^2/2 - T log Z_T(x) is the modern (dense) Hopfield
 energy at inverse temperature beta = 1/T,
 
@@ -12,7 +12,7 @@ fixed points x* = m_T(x*) whose posterior is dominated by one pattern; spurious 
 other stable fixed points (mixtures of patterns). A fixed point is stable when the Hessian of
 Phi_T, I - Cov[y|x*]/T, is positive definite.
 
-**Random-energy picture (SPEC section 9).** For N samples of N(0, s^2 I) in d dimensions the
+**Random-energy picture (theory section 9).** For N samples of N(0, s^2 I) in d dimensions the
 posterior weights w_n(x, T) at a typical noisy point form a random energy model (REM). Its
 annealed entropy is log N - (d/2) log(1 + s^2/T) (derivation in ``rem_entropy``); it vanishes at
 the collapse (condensation) temperature T_C = s^2/(N^{2/d} - 1), below which the posterior
@@ -21,7 +21,7 @@ of patterns N_c = (1 + s^2/T)^{d/2}, is the log-capacity log(N_c)/d = log(1 + s^
 Hopfield network at temperature T for retrieval from noisy cues.
 
 Everything that acts on one state x streams over the dataset in chunks with an online
-log-sum-exp (memory O(chunk), never O(N), SPEC section 3.2) and is jittable and vmappable over x
+log-sum-exp (memory O(chunk), never O(N), theory section 3.2) and is jittable and vmappable over x
 and T. Patterns are given as an (N, d) array or a ``FiniteDataset`` (whose ``chunk_size`` sets
 the streaming chunk).
 
@@ -208,14 +208,14 @@ def _as_T(T):
     return jnp.asarray(T)
 
 
-# ============================================================================ Hopfield (SPEC 8)
+# ============================================================================ Hopfield (theory 8)
 def hopfield_energy(patterns, x: Vector, T: RealScalarLike) -> Scalar:
-    """The modern Hopfield energy of a state x, the Landau free energy up to a constant (SPEC 8).
+    """The modern Hopfield energy of a state x, the Landau free energy up to a constant (theory 8).
 
         E_T(x) = |x|^2/2 - T logsumexp_n(log(N pi_n) + (x.y_n - |y_n|^2/2)/T)
                = Phi_T(x) - T log N,
 
-    with Phi_T the Landau free energy of the empirical law (SPEC sections 2, 3.2), so E_T and
+    with Phi_T the Landau free energy of the empirical law (theory sections 2, 3.2), so E_T and
     Phi_T have the same gradient, minima and Hessian I - Cov[y|x]/T. For uniform weights pi_n =
     1/N the sum is the plain logsumexp_n((x.y_n - |y_n|^2/2)/T) (Ramsauer et al.'s energy at
     beta = 1/T, with the pattern-norm bias -|y_n|^2/2 that makes it the diffusion free energy).
@@ -239,7 +239,7 @@ def hopfield_update(patterns, x: Vector, T: RealScalarLike) -> Vector:
     """One Hopfield retrieval step x -> sum_n softmax_n(log pi_n + (x.y_n - |y_n|^2/2)/T) y_n.
 
     This is the posterior mean m_T(x) = E[y | x], the optimal denoiser of the empirical law, equal
-    to ``FiniteDataset.denoiser`` to rounding error (SPEC section 8), and the gradient step
+    to ``FiniteDataset.denoiser`` to rounding error (theory section 8), and the gradient step
     x - grad E_T(x) of ``hopfield_energy`` with unit step (a concave-convex procedure that
     decreases E_T monotonically). Streams over the patterns with an online log-sum-exp.
 
@@ -257,7 +257,7 @@ def hopfield_update(patterns, x: Vector, T: RealScalarLike) -> Vector:
 
 
 class HopfieldFixedPoints(NamedTuple):
-    """The stable fixed points (memories) of the Hopfield retrieval at one temperature (SPEC section 8;
+    """The stable fixed points (memories) of the Hopfield retrieval at one temperature (theory section 8;
 T is the VE-equivalent noise variance, beta = 1/T).
 
     - ``memories``: (K, d) the distinct minima of E_T reached from the starts.
@@ -322,7 +322,7 @@ def hopfield_fixed_points(
     stable_tol: float = 1e-8,
     tol: float | None = None,
 ) -> HopfieldFixedPoints:
-    """The memories of the Hopfield network at temperature T: stored and spurious (SPEC section 8).
+    """The memories of the Hopfield network at temperature T: stored and spurious (theory section 8).
 
     Every stored pattern and every random start descends E_T (equivalently Phi_T) with the
     retrieval update x <- m_T(x) followed by a safeguarded Newton polish (``thermodiff.descend``),
@@ -412,7 +412,7 @@ def hopfield_fixed_points(
 
 
 def hopfield_capacity_prediction(dim, T, variance=1.0) -> Array:
-    """The critical number of patterns N_c = (1 + s^2/T)^{d/2} (SPEC sections 8 and 9).
+    """The critical number of patterns N_c = (1 + s^2/T)^{d/2} (theory sections 8 and 9).
 
     The log-capacity log(N_c)/d = log(1 + s^2/T)/2 of a Hopfield network at temperature T storing
     N(0, s^2 I) patterns in d dimensions: the REM condensation threshold of ``rem_entropy``
@@ -535,7 +535,7 @@ def hopfield_capacity(
     n_max: int | None = None,
 ) -> Array:
     """Measured retrieval capacity: the fraction of stored N(0, s^2 I) patterns that are retrieved
-    as stable memories, for each number of patterns and temperature (SPEC sections 8 and 9).
+    as stable memories, for each number of patterns and temperature (theory sections 8 and 9).
 
     For each N in ``n_patterns`` and each trial, N patterns y_n ~ N(0, s^2 I_d) are stored. Each
     pattern's retrieval starts at its cue x_0 and iterates the retrieval update x <- m_T(x) (a
@@ -548,7 +548,7 @@ def hopfield_capacity(
 
     - ``"noisy"`` (default): x_0 = y_n + sqrt(T) z, a draw of the noisy law p_T given y_n. Theory
       (``hopfield_capacity_prediction``): the retained fraction crosses 1/2 at the log-capacity
-      log(N_c)/d = log(1 + s^2/T)/2, the REM condensation threshold of SPEC section 9; the width
+      log(N_c)/d = log(1 + s^2/T)/2, the REM condensation threshold of theory section 9; the width
       of the transition in log N is ~ sqrt(d s^2/(s^2 + T)) (the fluctuation of the cue's log
       self-weight). Measured at d = 8, s = 1: the 1/2-crossing lies at 0.6-1.1 N_c for T = 1, 2.
     - ``"pattern"``: x_0 = y_n, i.e. whether the stored pattern itself remains a stable fixed
@@ -557,7 +557,7 @@ def hopfield_capacity(
       s^2/(s^2 + T)]/2, minus sub-exponential (log d) corrections from the stability condition.
       Measured at d = 8: crossing at 0.7-1.1 N_c (T = 1, 2); at d = 12, T = 1 still 87% retained
       at N = N_c = 64: the crossing moves above N_c as d grows. N = 2 is exact: the pair is two
-      deltas with T_c = |y_1 - y_2|^2/4 (SPEC 3.1).
+      deltas with T_c = |y_1 - y_2|^2/4 (theory 3.1).
 
     All sizes are padded to ``n_max`` patterns (zero weight on the padding), so the sweep over N,
     trials and T is one ``jit`` of one ``vmap`` over all (N, trial, T) lanes; the same patterns are used at every T
@@ -608,12 +608,12 @@ def hopfield_capacity(
     return out.reshape(np.shape(n_patterns) + np.shape(T))
 
 
-# ============================================================================ REM (SPEC 9)
+# ============================================================================ REM (theory 9)
 def collapse_temperature(n_points, dim, variance=1.0, schedule: AbstractSchedule | None = None) -> Array:
     """Collapse (condensation) temperature T_C = s^2/(N^{2/d} - 1) of N samples of N(0, s^2 I_d).
 
     Below T_C the posterior over the N training points at a typical noisy point condenses onto
-    O(1) of them (the REM of SPEC section 9 freezes: ``rem_entropy`` vanishes); it is Biroli et
+    O(1) of them (the REM of theory section 9 freezes: ``rem_entropy`` vanishes); it is Biroli et
     al.'s collapse, where generated trajectories get attracted to memorized training points.
     Computed as s^2/expm1(2 log(N)/d). Examples: d = 64, N = 20000, s = 1: T_C = 2.7569342;
     d = 256, N = 20000: T_C = 12.431187, OU time t_C = log(1 + T_C)/2 = 1.2987897.
@@ -639,7 +639,7 @@ def collapse_temperature(n_points, dim, variance=1.0, schedule: AbstractSchedule
 
 
 def rem_entropy(n_points, dim, T, variance=1.0) -> Array:
-    """Annealed REM prediction of the posterior entropy over N Gaussian training points (SPEC 9).
+    """Annealed REM prediction of the posterior entropy over N Gaussian training points (theory 9).
 
     Setting: y_n ~ N(0, s^2 I_d), n = 1..N, and a fresh point x ~ N(0, (s^2 + T) I) (the noisy
     population law; for x = y_{n0} + sqrt(T) z the same holds above T_C, where the self term is
@@ -679,7 +679,7 @@ def rem_entropy(n_points, dim, T, variance=1.0) -> Array:
 
 
 class Condensation(NamedTuple):
-    """Exact finite-N REM observables of the posterior w_n(x, T) over the training points (SPEC section 9;
+    """Exact finite-N REM observables of the posterior w_n(x, T) over the training points (theory section 9;
 T is the VE-equivalent noise variance).
 
     - ``entropy``: -sum_n w_n log w_n (nats; log N for a uniform posterior, 0 when condensed).
@@ -697,7 +697,7 @@ T is the VE-equivalent noise variance).
 
 def posterior_condensation(data, x: Vector, T: RealScalarLike, exclude=None) -> Condensation:
     """Entropy, participation ratio and largest weight of the posterior over the training points
-    (SPEC sections 3.2 and 9), in one streaming pass over the data (online log-sum-exp; memory
+    (theory sections 3.2 and 9), in one streaming pass over the data (online log-sum-exp; memory
     O(chunk), not O(N)).
 
     w_n(x, T) = softmax_n(log pi_n + (x.y_n - |y_n|^2/2)/T). Above the collapse temperature a
@@ -739,7 +739,7 @@ def posterior_condensation(data, x: Vector, T: RealScalarLike, exclude=None) -> 
 
 class ExcessEntropy(NamedTuple):
     """Biroli et al.'s excess entropy per dimension f(T) = s_sep(T) - s(T) (see ``excess_entropy``;
-SPEC section 9, T the VE-equivalent noise variance).
+theory section 9, T the VE-equivalent noise variance).
 
     - ``temperatures``: (K,) the T grid.
     - ``f``: (K,) the Monte Carlo estimate of f; ``stderr``: (K,) its standard error.
@@ -824,7 +824,7 @@ def excess_entropy(
     law: str = "separated",
     control_variate: bool = True,
 ) -> ExcessEntropy:
-    """Monte Carlo excess entropy f(T) = s_sep(T) - s(T) of a training set (SPEC section 9).
+    """Monte Carlo excess entropy f(T) = s_sep(T) - s(T) of a training set (theory section 9).
 
     Definitions (Biroli et al. 2024, per dimension, VE temperature T; OU time t = log(1 + T)/2):
 
@@ -900,7 +900,7 @@ def collapse_temperature_from_data(
     n_temperatures: int = 49,
     n_samples: int = 1024,
 ) -> float:
-    """The collapse temperature of a training set: the zero of the excess entropy (SPEC 9).
+    """The collapse temperature of a training set: the zero of the excess entropy (theory 9).
 
     Runs ``excess_entropy(data, Ts, key, law="separated")`` and returns its zero crossing. Default
     grid: ``n_temperatures`` log-spaced points from T0/30 to 30 T0 around the Gaussian estimate

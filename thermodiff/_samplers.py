@@ -1,8 +1,8 @@
-"""Reverse-time samplers: one jitted ``lax.scan`` over a fixed time grid (SPEC section 6).
+"""Reverse-time samplers: one jitted ``lax.scan`` over a fixed time grid (theory section 6).
 
 Generation runs the forward process dx = f(t) x dt + g(t) dW backwards, from t_max (hot) to a
 small t (cold). With the exact score of an ensemble this is quasi-static cooling: the law of x_t
-is p_t at every t (SPEC section 6). Two families of dynamics share the marginals:
+is p_t at every t (theory section 6). Two families of dynamics share the marginals:
 
     reverse SDE:  dx = [f x - g^2 score] dt + g dW_bar
     PF-ODE:       dx = [f x - g^2 score / 2] dt
@@ -273,7 +273,7 @@ class KarrasGrid(_TemperatureGrid):
 
 
 class CriticalGrid(_TemperatureGrid):
-    """Puts the steps where trajectories commit to a class, around a critical T_c (SPEC section 6).
+    """Puts the steps where trajectories commit to a class, around a critical T_c (theory section 6).
 
     The step density in log T is a mixture: ``1 - fraction`` of the steps uniform in log T over
     [T_end, T_start] and ``fraction`` in a Gaussian bump of standard deviation ``width`` (in
@@ -440,7 +440,7 @@ def sample(
     save_at=None,
     denoise_final: bool = False,
 ):
-    """Integrate the reverse dynamics from x_T down to a cold time (SPEC section 6).
+    """Integrate the reverse dynamics from x_T down to a cold time (theory section 6).
 
     **Arguments:**
     - ``model``: an ensemble (exact score), ``Score(fn)``, ``Denoiser(fn)``,
@@ -548,7 +548,7 @@ def _sample(model, schedule, solver, key, x_T, ts, save_T, denoise_final):
 
 # ----------------------------------------------------------------------------- late start
 def late_start(key: Key, data, schedule: AbstractSchedule, t) -> Vector:
-    """One state from the Gaussian late start of Raya & Ambrogioni (SPEC section 6).
+    """One state from the Gaussian late start of Raya & Ambrogioni (theory section 6).
 
     x_t ~ N(theta mu, theta^2 (C + T I)) with mu, C the data mean and covariance (in VP:
     abar C + (1 - abar) I); start the sampler at t with ``ts`` beginning at t (or

@@ -1,4 +1,4 @@
-"""Noise schedules (SPEC section 1): diffusion time t <-> temperature T.
+"""Noise schedules (theory section 1): diffusion time t <-> temperature T.
 
 Every schedule describes a forward process x_t = theta(t) y + s(t) z, z ~ N(0, I), driven by the
 linear SDE dx = f(t) x dt + g(t) dW. Its **temperature** is the VE-equivalent noise variance
@@ -74,7 +74,7 @@ class AbstractSchedule(eqx.Module):
         """g(t) in the forward SDE; g^2 = d(s^2)/dt - 2 f s^2."""
 
     def temperature(self, t: ArrayLike) -> Array:
-        """T(t) = (s/theta)^2, the VE-equivalent noise variance (SPEC section 1)."""
+        """T(t) = (s/theta)^2, the VE-equivalent noise variance (theory section 1)."""
         return (self.noise_scale(t) / self.signal_scale(t)) ** 2
 
     @abc.abstractmethod
@@ -91,7 +91,7 @@ class AbstractSchedule(eqx.Module):
 
 
 class VE(AbstractSchedule):
-    """Variance-exploding schedule (SPEC section 1): x_t = y + sigma(t) z, T = sigma(t)^2.
+    """Variance-exploding schedule (theory section 1): x_t = y + sigma(t) z, T = sigma(t)^2.
 
     ``VE()`` is pure Brownian motion, sigma(t)^2 = t (so T = t) on [0, t_max]. ``VE(sigma_min,
     sigma_max)`` is the geometric schedule of Song et al., sigma(t) = sigma_min (sigma_max /
@@ -194,7 +194,7 @@ class _AbstractVPFamily(AbstractSchedule):
 
 
 class VP(_AbstractVPFamily):
-    """Continuous VP-SDE of Song et al. (SPEC section 1), t in [0, 1]:
+    """Continuous VP-SDE of Song et al. (theory section 1), t in [0, 1]:
     beta(t) = beta_min + t (beta_max - beta_min), dx = -beta/2 x dt + sqrt(beta) dW,
     theta(t) = exp(-t^2 (beta_max - beta_min)/4 - t beta_min/2), T = exp(int beta) - 1.
 
@@ -243,7 +243,7 @@ class VP(_AbstractVPFamily):
 
 
 class OU(_AbstractVPFamily):
-    """Ornstein-Uhlenbeck forward process of Biroli et al. (SPEC section 1):
+    """Ornstein-Uhlenbeck forward process of Biroli et al. (theory section 1):
     dx = -x dt + sqrt(2) dW, x_t = e^{-t} y + sqrt(1 - e^{-2t}) z, T = e^{2t} - 1,
     t = log(1 + T)/2. Defined on [0, t_max] (default t_max = 10).
     """
@@ -273,7 +273,7 @@ class OU(_AbstractVPFamily):
 
 
 class DDPM(_AbstractVPFamily):
-    """Discrete DDPM schedule of Ho et al. (SPEC section 1): abar_k = prod_{j=1..k} (1 - beta_j).
+    """Discrete DDPM schedule of Ho et al. (theory section 1): abar_k = prod_{j=1..k} (1 - beta_j).
 
     Time is the step index t in [0, K] (abar(0) = 1, abar(K) = abar_K); between integers log abar
     is linear, which is the VP-SDE with piecewise-constant beta(t) = -log(1 - beta_ceil(t)). So
@@ -336,7 +336,7 @@ class DDPM(_AbstractVPFamily):
 
 
 class Cosine(_AbstractVPFamily):
-    """Cosine schedule of Nichol & Dhariwal (SPEC section 1 family, VP):
+    """Cosine schedule of Nichol & Dhariwal (theory section 1 family, VP):
     theta(t) = cos(u(t))/cos(u(0)), u(t) = (t + s0)/(1 + s0) * pi/2, t in [0, t_max].
 
     T(t) = cos(u0)^2/cos(u)^2 - 1 diverges as t -> 1, so the schedule stops at ``t_max``

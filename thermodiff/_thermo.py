@@ -1,4 +1,4 @@
-"""Thermodynamics by automatic differentiation (SPEC section 2).
+"""Thermodynamics by automatic differentiation (theory section 2).
 
 At a fixed noisy state x the posterior p_T(y|x) is a canonical ensemble of microstates y with
 energy E(y) = |y|^2/2 - x.y and density of states phi(y). Its free energy is the Landau free
@@ -13,7 +13,7 @@ Without x, every function works on the **equilibrium branch**: F(T) = Phi_T(x*(T
 the stable fixed point of the generative dynamics (``fixed_point`` from the start ``x0``, by
 default the broken-symmetry start of ``order_parameter``), differentiated through the implicit
 fixed point (the heat capacity by the equivalent closed form of the implicit second derivative,
-see ``heat_capacity``). Two deltas: C = 0 above T_c = 1 and C -> 3/2 just below (SPEC sections
+see ``heat_capacity``). Two deltas: C = 0 above T_c = 1 and C -> 3/2 just below (theory sections
 2 and 4).
 """
 
@@ -57,7 +57,7 @@ def _prepare(ensemble, T, x, x0):
 
 def free_energy(ensemble: AbstractEnsemble, T: RealScalarLike, x: Vector | None = None, *, x0=None) -> Scalar:
     """F(T) = Phi_T(x) = |x|^2/2 - T log Z_T(x) at the state x, or Phi_T(x*(T)) on the
-    equilibrium branch when x is None (SPEC section 2).
+    equilibrium branch when x is None (theory section 2).
 
     **Arguments:** ``ensemble``; ``T`` > 0 (VE-equivalent noise variance); ``x`` of shape (d,)
     or None; ``x0``: start of the branch when x is None (default: the broken-symmetry start).
@@ -68,20 +68,20 @@ def free_energy(ensemble: AbstractEnsemble, T: RealScalarLike, x: Vector | None 
 
 
 def entropy(ensemble: AbstractEnsemble, T: RealScalarLike, x: Vector | None = None, *, x0=None) -> Scalar:
-    """S(T) = -dF/dT by ``jax.grad`` (SPEC section 2); at fixed x it equals -KL(posterior || phi)."""
+    """S(T) = -dF/dT by ``jax.grad`` (theory section 2); at fixed x it equals -KL(posterior || phi)."""
     T, F, _ = _prepare(ensemble, T, x, x0)
     return -jax.grad(F)(T)
 
 
 def internal_energy(ensemble: AbstractEnsemble, T: RealScalarLike, x: Vector | None = None, *, x0=None) -> Scalar:
-    """U(T) = F + T S; at fixed x it is E[|x - y|^2/2 | x] (SPEC section 2)."""
+    """U(T) = F + T S; at fixed x it is E[|x - y|^2/2 | x] (theory section 2)."""
     T, F, _ = _prepare(ensemble, T, x, x0)
     f, df = jax.value_and_grad(F)(T)
     return f - T * df
 
 
 def heat_capacity(ensemble: AbstractEnsemble, T: RealScalarLike, x: Vector | None = None, *, x0=None) -> Scalar:
-    """C(T) = -T d^2F/dT^2 (SPEC section 2).
+    """C(T) = -T d^2F/dT^2 (theory section 2).
 
     At fixed x: forward-over-reverse autodiff of Phi_T(x); it equals Var[E|x]/T^2. On the
     equilibrium branch (x None): F(T) = Phi_T(x*(T)), whose T-dependence through x*(T) is

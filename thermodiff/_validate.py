@@ -49,7 +49,7 @@ def check_positive(name: str, value, *, allow_zero: bool = False) -> None:
 
 
 def check_temperature(T, name: str = "T") -> None:
-    """Temperature (VE-equivalent noise variance, SPEC section 1): finite and > 0."""
+    """Temperature (VE-equivalent noise variance, theory section 1): finite and > 0."""
     arr = concrete(T)
     if arr is None:
         return

@@ -1,1 +1,1 @@
-"""Exact data ensembles (SPEC section 3). Implementation package; the public face is thermodiff."""
+"""Exact data ensembles (theory section 3). Implementation package; the public face is thermodiff."""

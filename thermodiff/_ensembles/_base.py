@@ -1,13 +1,13 @@
-"""The abstract exact ensemble (SPEC sections 2 and 3).
+"""The abstract exact ensemble (theory sections 2 and 3).
 
 An ensemble is a law phi(y) of clean data y in R^d. Diffusing it at temperature T (the
-VE-equivalent noise variance, SPEC section 1) gives the Boltzmann posterior
+VE-equivalent noise variance, theory section 1) gives the Boltzmann posterior
 
     p_T(y | x) = phi(y) exp(-|x - y|^2 / (2T)) / Z_T(x),
     Z_T(x) = E_phi[exp((x.y - |y|^2/2) / T)],
 
 and every posterior quantity follows from the Landau free energy
-Phi_T(x) = |x|^2/2 - T log Z_T(x) (SPEC section 2):
+Phi_T(x) = |x|^2/2 - T log Z_T(x) (theory section 2):
 
 - denoiser / magnetization  m_T(x) = E[y | x] = x - grad Phi_T(x)   (Tweedie),
 - score                     grad log p_T(x) = (m_T(x) - x) / T = -grad Phi_T(x) / T,
@@ -52,7 +52,7 @@ class AbstractEnsemble(eqx.Module):
     # ------------------------------------------------------------------ primitives
     @abc.abstractmethod
     def landau(self, x: Vector, T: RealScalarLike) -> Scalar:
-        """Landau free energy Phi_T(x) = |x|^2/2 - T log Z_T(x) (SPEC section 2)."""
+        """Landau free energy Phi_T(x) = |x|^2/2 - T log Z_T(x) (theory section 2)."""
 
     @abc.abstractmethod
     def sample(self, key: Key, n: int) -> Array:
@@ -68,27 +68,27 @@ class AbstractEnsemble(eqx.Module):
 
     # ------------------------------------------------------------------ derived
     def log_partition(self, x: Vector, T: RealScalarLike) -> Scalar:
-        """log Z_T(x) = log E_phi[exp((x.y - |y|^2/2)/T)] (SPEC section 2)."""
+        """log Z_T(x) = log E_phi[exp((x.y - |y|^2/2)/T)] (theory section 2)."""
         self._check(x, T)
         return (0.5 * jnp.sum(x * x) - self.landau(x, T)) / T
 
     def log_density(self, x: Vector, T: RealScalarLike) -> Scalar:
-        """log p_T(x) of the VE-noised state x = y + sqrt(T) z (SPEC section 2)."""
+        """log p_T(x) of the VE-noised state x = y + sqrt(T) z (theory section 2)."""
         self._check(x, T)
         return -0.5 * self.dim * jnp.log(2 * math.pi * T) - self.landau(x, T) / T
 
     def denoiser(self, x: Vector, T: RealScalarLike) -> Vector:
-        """Optimal denoiser = magnetization m_T(x) = E[y | x] = x - grad Phi_T(x) (SPEC section 2)."""
+        """Optimal denoiser = magnetization m_T(x) = E[y | x] = x - grad Phi_T(x) (theory section 2)."""
         self._check(x, T)
         return x - jax.grad(self.landau)(x, T)
 
     def score(self, x: Vector, T: RealScalarLike) -> Vector:
-        """Score grad_x log p_T(x) = (m_T(x) - x)/T (SPEC section 2)."""
+        """Score grad_x log p_T(x) = (m_T(x) - x)/T (theory section 2)."""
         self._check(x, T)
         return (self.denoiser(x, T) - x) / T
 
     def posterior_cov(self, x: Vector, T: RealScalarLike) -> Matrix:
-        """Posterior covariance Cov[y | x] = T dm_T/dx (fluctuation-dissipation, SPEC section 2)."""
+        """Posterior covariance Cov[y | x] = T dm_T/dx (fluctuation-dissipation, theory section 2)."""
         self._check(x, T)
         return T * jax.jacfwd(self.denoiser)(x, T)
 
@@ -96,7 +96,7 @@ class AbstractEnsemble(eqx.Module):
         """Posterior mean and variance of the microstate energy E(y) = |y|^2/2 - x.y.
 
         These are the internal energy U = <E> and the heat-capacity fluctuation
-        Var[E] = T^2 C (SPEC section 2). Generic version: U = T^2 d(log Z)/dT and
+        Var[E] = T^2 C (theory section 2). Generic version: U = T^2 d(log Z)/dT and
         Var[E] = T^2 dU/dT by autodiff; ensembles with explicit posteriors override it.
         """
         self._check(x, T)

@@ -1,4 +1,4 @@
-"""Diffused Ising / Curie-Weiss data (SPEC section 3.5), exact at finite N.
+"""Diffused Ising / Curie-Weiss data (theory section 3.5), exact at finite N.
 
 The data are N Ising spins y in {-1, +1}^N with law
 
@@ -138,14 +138,14 @@ def _check_param(name: str, value, what: str) -> Array:
 
 
 class CurieWeiss(AbstractEnsemble):
-    """Diffused Ising / Curie-Weiss data (SPEC section 3.5), exact at finite N.
+    """Diffused Ising / Curie-Weiss data (theory section 3.5), exact at finite N.
 
     Spins y in {-1, +1}^N with phi(y) ∝ exp(J S^2 / (2 N T_d)), S = sum_i y_i. The posterior
     p_T(y | x) is a Curie-Weiss magnet at temperature 1 in the random field x/T with coupling
     J/T_d; its mean-field limit is m_i = tanh(J M / T_d + x_i / T) and its critical line
     1/T_c + J/T_d = 1, i.e. T_c = T_d / (T_d - J) for T_d > J (``mean_field_critical_temperature``).
     At finite N the first transition is exactly T_c = lambda_max(C_data) = N E[M^2]
-    (constant-norm data, SPEC section 3.5), the top eigenvalue of ``covariance()``.
+    (constant-norm data, theory section 3.5), the top eigenvalue of ``covariance()``.
 
     Every posterior quantity is computed exactly (to rounding error) with the
     Hubbard-Stratonovich integral over one auxiliary field z, evaluated by the trapezoid rule on
@@ -309,7 +309,7 @@ class CurieWeiss(AbstractEnsemble):
 
     # ------------------------------------------------------------------ posterior
     def landau(self, x: Vector, T: RealScalarLike) -> Scalar:
-        """Landau free energy Phi_T(x) = |x|^2/2 - T log Z_T(x) (SPEC sections 2 and 3.5).
+        """Landau free energy Phi_T(x) = |x|^2/2 - T log Z_T(x) (theory sections 2 and 3.5).
 
         Computed as sum_i (|x_i| - 1)^2 / 2 - T [log ∫ e^{f~_h} - log ∫ e^{f_0}], which stays
         O(|x - y|^2) for any x and T (no O(|x|^2/T) cancellation).
@@ -331,7 +331,7 @@ class CurieWeiss(AbstractEnsemble):
         return 0.5 * jnp.sum(x * x + 1) - jnp.sum(_abs0(x)) - T * log_ratio
 
     def log_partition(self, x: Vector, T: RealScalarLike) -> Scalar:
-        """log Z_T(x) = log E_phi[exp((x.y - N/2)/T)] (SPEC sections 2 and 3.5).
+        """log Z_T(x) = log E_phi[exp((x.y - N/2)/T)] (theory sections 2 and 3.5).
 
         Hubbard-Stratonovich: log ∫ e^{f_h} - log ∫ e^{f_0} - N/(2T).
 
@@ -350,7 +350,7 @@ class CurieWeiss(AbstractEnsemble):
         return log_ratio + jnp.sum(_abs0(h)) - 0.5 * self.n_spins / T
 
     def denoiser(self, x: Vector, T: RealScalarLike) -> Vector:
-        """Magnetization / optimal denoiser m_T(x) = E[y | x] (SPEC sections 2 and 3.5).
+        """Magnetization / optimal denoiser m_T(x) = E[y | x] (theory sections 2 and 3.5).
 
         Closed form m_i = E_z[tanh(z + x_i/T)] under the Hubbard-Stratonovich posterior p(z|x).
 
@@ -368,7 +368,7 @@ class CurieWeiss(AbstractEnsemble):
         return self._moments(x, T)[-1]
 
     def posterior_cov(self, x: Vector, T: RealScalarLike) -> Matrix:
-        """Posterior covariance Cov[y | x] = T dm/dx (SPEC sections 2 and 3.5).
+        """Posterior covariance Cov[y | x] = T dm/dx (theory sections 2 and 3.5).
 
         Closed form Cov_z[t_i, t_j] + delta_ij E_z[1 - t_i^2], t_i = tanh(z + x_i/T); the
         diagonal equals 1 - m_i^2. Cost O(n_nodes N^2).
@@ -393,7 +393,7 @@ class CurieWeiss(AbstractEnsemble):
         return cov + jnp.diag(diag)
 
     def energy_moments(self, x: Vector, T: RealScalarLike) -> tuple[Scalar, Scalar]:
-        """Posterior mean and variance of E(y) = |y|^2/2 - x.y = N/2 - x.y (SPEC section 2).
+        """Posterior mean and variance of E(y) = |y|^2/2 - x.y = N/2 - x.y (theory section 2).
 
         <E> = N/2 - x.m and Var[E] = x^T Cov[y | x] x, without forming the N x N matrix.
 
@@ -426,7 +426,7 @@ class CurieWeiss(AbstractEnsemble):
         return S, logp - logsumexp(logp)
 
     def magnetization_distribution(self) -> tuple[Array, Array]:
-        """Exact law of the magnetization M = S/N under phi (SPEC sections 3.5 and 7).
+        """Exact law of the magnetization M = S/N under phi (theory sections 3.5 and 7).
 
         **Returns:** ``(M, P)``, both shape (N + 1,): the values M_k = (2k - N)/N, k = number of
         up spins, and their probabilities P(k) ∝ C(N, k) exp(J (2k - N)^2 / (2 N T_d)).
@@ -438,11 +438,11 @@ class CurieWeiss(AbstractEnsemble):
         return S / self.n_spins, jnp.exp(logp)
 
     def magnetization_moments(self) -> tuple[Scalar, Scalar]:
-        """Exact E[M^2] and E[M^4] of M = S/N under phi (SPEC sections 3.5 and 7).
+        """Exact E[M^2] and E[M^4] of M = S/N under phi (theory sections 3.5 and 7).
 
         N E[M^2] = lambda_max(C_data) is the exact finite-N critical temperature; the Binder
         cumulant is 1 - E[M^4] / (3 E[M^2]^2). Identical to the finite-M generative bath of
-        SPEC section 7 with M = N, J = 1 and T_d = T.
+        theory section 7 with M = N, J = 1 and T_d = T.
 
         **Returns:** ``(E[M^2], E[M^4])``, two scalars.
         """
@@ -454,7 +454,7 @@ class CurieWeiss(AbstractEnsemble):
         return jnp.sum(p * M2), jnp.sum(p * M2 * M2)
 
     def mean_field_critical_temperature(self) -> Scalar:
-        """Mean-field (N -> inf) critical line T_c = T_d / (T_d - J) (SPEC section 3.5).
+        """Mean-field (N -> inf) critical line T_c = T_d / (T_d - J) (theory section 3.5).
 
         **Returns:** a scalar; +inf for T_d <= J, where the data are ordered and the exact
         finite-N T_c = N E[M^2] grows like N.
@@ -465,7 +465,7 @@ class CurieWeiss(AbstractEnsemble):
         return jnp.where(gap > 0, T_d / safe, jnp.inf)
 
     def sample(self, key: Key, n: int) -> Array:
-        """``n`` exact i.i.d. samples y ~ phi (SPEC section 3.5).
+        """``n`` exact i.i.d. samples y ~ phi (theory section 3.5).
 
         The number of up spins k is drawn from P(k) ∝ C(N, k) exp(J (2k - N)^2 / (2 N T_d)),
         then the k up spins are placed uniformly at random by sequential selection sampling
@@ -501,14 +501,14 @@ class CurieWeiss(AbstractEnsemble):
         return jnp.where(up.T, jnp.ones((), dtype), -jnp.ones((), dtype))
 
     def mean(self) -> Vector:
-        """Exact data mean E_phi[y] = 0 by spin-flip symmetry (SPEC section 3.5).
+        """Exact data mean E_phi[y] = 0 by spin-flip symmetry (theory section 3.5).
 
         **Returns:** zeros of shape (N,).
         """
         return jnp.zeros((self.n_spins,), self._dtype())
 
     def covariance(self) -> Matrix:
-        """Exact data covariance C_ij = delta_ij + (1 - delta_ij) c (SPEC section 3.5).
+        """Exact data covariance C_ij = delta_ij + (1 - delta_ij) c (theory section 3.5).
 
         c = (E[S^2] - N) / (N (N - 1)) from the exact sector law. Its top eigenvalue
         1 + (N - 1) c = N E[M^2] is the exact finite-N critical temperature T_c (N = 2000,

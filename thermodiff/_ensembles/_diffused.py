@@ -1,6 +1,6 @@
 """An ensemble seen through a noise schedule: posterior quantities of VP/OU/DDPM states.
 
-SPEC section 1: a state x_t = theta(t) y + s(t) z of any schedule is converted to the VE state
+theory section 1: a state x_t = theta(t) y + s(t) z of any schedule is converted to the VE state
 x_t/theta(t) at temperature T(t) = (s/theta)^2, where the ensemble's exact formulas apply. Only
 the score picks up the chain rule: grad log p_t(x_t) = (theta m_T(x_t/theta) - x_t)/s^2.
 """
@@ -18,7 +18,7 @@ from ._base import AbstractEnsemble
 
 
 class Diffused(eqx.Module):
-    """The marginals p_t(x_t) of ``ensemble`` pushed through ``schedule`` (SPEC section 1).
+    """The marginals p_t(x_t) of ``ensemble`` pushed through ``schedule`` (theory section 1).
 
     **Arguments:**
     - ``ensemble``: any ``AbstractEnsemble``.
@@ -69,7 +69,7 @@ class Diffused(eqx.Module):
         return self.ensemble.posterior_cov(*self.to_ve(x, t))
 
     def score(self, x: Vector, t: RealScalarLike) -> Vector:
-        """grad_x log p_t(x_t) = (theta m_T(x_t/theta) - x_t)/s^2 (SPEC section 2, VP form)."""
+        """grad_x log p_t(x_t) = (theta m_T(x_t/theta) - x_t)/s^2 (theory section 2, VP form)."""
         theta, s = self.schedule.signal_scale(t), self.schedule.noise_scale(t)
         return (theta * self.denoiser(x, t) - x) / s**2
 

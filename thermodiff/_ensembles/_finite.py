@@ -1,11 +1,11 @@
-"""Finite datasets: the empirical distribution of a training set (SPEC sections 3.2 and 8).
+"""Finite datasets: the empirical distribution of a training set (theory sections 3.2 and 8).
 
-The posterior over training points is a softmax (a modern Hopfield retrieval, SPEC section 8):
+The posterior over training points is a softmax (a modern Hopfield retrieval, theory section 8):
 
     w_n(x, T) = softmax_n(log pi_n + (x.y_n - |y_n|^2/2)/T),   m_T(x) = sum_n w_n y_n.
 
 Large datasets stream over their points in chunks with an online log-sum-exp, so memory is
-O(batch x chunk) and never O(batch x N) (SPEC section 3.2). The points are stored already split
+O(batch x chunk) and never O(batch x N) (theory section 3.2). The points are stored already split
 into chunks (padding rows carry zero weight), so a call never copies the dataset.
 """
 
@@ -35,7 +35,7 @@ def _chunk_logits(pts: Array, logw: Array, x: Vector, T) -> tuple[Array, Array, 
 
 
 class FiniteDataset(AbstractEnsemble):
-    """The empirical law sum_n pi_n delta(y - y_n) of N points in R^d (SPEC section 3.2).
+    """The empirical law sum_n pi_n delta(y - y_n) of N points in R^d (theory section 3.2).
 
     **Arguments:**
     - ``points``: array (N, d), N >= 1, d >= 1, finite.
@@ -181,17 +181,17 @@ class FiniteDataset(AbstractEnsemble):
 
     # ------------------------------------------------------------------ physics
     def log_partition(self, x: Vector, T: RealScalarLike) -> Scalar:
-        """log Z_T(x) = logsumexp_n(log pi_n + (x.y_n - |y_n|^2/2)/T) (SPEC section 3.2)."""
+        """log Z_T(x) = logsumexp_n(log pi_n + (x.y_n - |y_n|^2/2)/T) (theory section 3.2)."""
         self._check(x, T)
         return self._first_moments(x, jnp.asarray(T), False)[0]
 
     def landau(self, x: Vector, T: RealScalarLike) -> Scalar:
-        """Phi_T(x) = |x|^2/2 - T log Z_T(x): the modern Hopfield energy (SPEC sections 2, 8)."""
+        """Phi_T(x) = |x|^2/2 - T log Z_T(x): the modern Hopfield energy (theory sections 2, 8)."""
         self._check(x, T)
         return 0.5 * jnp.sum(x * x) - T * self._first_moments(x, jnp.asarray(T), False)[0]
 
     def denoiser(self, x: Vector, T: RealScalarLike) -> Vector:
-        """m_T(x) = sum_n w_n y_n, the Hopfield retrieval update (SPEC sections 3.2, 8)."""
+        """m_T(x) = sum_n w_n y_n, the Hopfield retrieval update (theory sections 3.2, 8)."""
         self._check(x, T)
         return self._first_moments(x, jnp.asarray(T), False)[1]
 
@@ -204,7 +204,7 @@ class FiniteDataset(AbstractEnsemble):
         return jax.nn.softmax(logits.reshape(-1)[: self.n_points])
 
     def posterior_cov(self, x: Vector, T: RealScalarLike) -> Matrix:
-        """Cov[y|x] = sum_n w_n (y_n - m)(y_n - m)^T, two streaming passes (SPEC section 3.2)."""
+        """Cov[y|x] = sum_n w_n (y_n - m)(y_n - m)^T, two streaming passes (theory section 3.2)."""
         self._check(x, T)
         return self._posterior_cov(x, jnp.asarray(T))
 
@@ -243,7 +243,7 @@ class FiniteDataset(AbstractEnsemble):
         return jnp.maximum(s - jnp.sum((m - c) ** 2), 0.0)
 
     def energy_moments(self, x: Vector, T: RealScalarLike) -> tuple[Scalar, Scalar]:
-        """<E> and Var[E] of E(y) = |y|^2/2 - x.y under the posterior (SPEC section 2)."""
+        """<E> and Var[E] of E(y) = |y|^2/2 - x.y under the posterior (theory section 2)."""
         self._check(x, T)
         return self._energy_moments(x, jnp.asarray(T))
 

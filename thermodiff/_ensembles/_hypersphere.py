@@ -1,4 +1,4 @@
-"""The uniform law on a hypersphere (SPEC section 3.4)."""
+"""The uniform law on a hypersphere (theory section 3.4)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _sech2(u: Array) -> Array:
 
 
 class Hypersphere(AbstractEnsemble):
-    """Uniform law on the sphere of radius r in R^d (SPEC section 3.4).
+    """Uniform law on the sphere of radius r in R^d (theory section 3.4).
 
     With k = r|x|/T, q = k^2/4 and nu = d/2 - 1 the posterior p_T(y | x) is a von Mises-Fisher
     law and everything is closed form:
@@ -91,7 +91,7 @@ class Hypersphere(AbstractEnsemble):
 
     # ------------------------------------------------------------------ primitives
     def landau(self, x: Vector, T: RealScalarLike) -> Scalar:
-        """Landau free energy Phi_T(x) = |x|^2/2 - T log Z_T(x) (SPEC sections 2 and 3.4).
+        """Landau free energy Phi_T(x) = |x|^2/2 - T log Z_T(x) (theory sections 2 and 3.4).
 
         Phi_T(x) = |x|^2/2 + r^2/2 - T log 0F1(; d/2; q) for q <= max(4, d/2) (where log 0F1 is
         well below k = r|x|/T, so nothing cancels) and the algebraically equal
@@ -119,7 +119,7 @@ class Hypersphere(AbstractEnsemble):
         return jnp.where(big, phi_big, phi_small)
 
     def log_partition(self, x: Vector, T: RealScalarLike) -> Scalar:
-        """log Z_T(x) = log 0F1(; d/2; q) - r^2/(2T), q = (r|x|/(2T))^2 (SPEC sections 2 and 3.4).
+        """log Z_T(x) = log 0F1(; d/2; q) - r^2/(2T), q = (r|x|/(2T))^2 (theory sections 2 and 3.4).
 
         **Arguments:**
 
@@ -136,7 +136,7 @@ class Hypersphere(AbstractEnsemble):
         return lf - (self.radius * self.radius) / (2.0 * T)
 
     def denoiser(self, x: Vector, T: RealScalarLike) -> Vector:
-        """Optimal denoiser m_T(x) = E[y | x] = r xhat A_d(r|x|/T) (SPEC sections 2 and 3.4).
+        """Optimal denoiser m_T(x) = E[y | x] = r xhat A_d(r|x|/T) (theory sections 2 and 3.4).
 
         Evaluated as r^2 rho_nu(q) x / (d T) (no division by |x|; m_T(0) = 0).
 
@@ -157,7 +157,7 @@ class Hypersphere(AbstractEnsemble):
         return ((self.radius * self.radius) * rho / (self._dim * T)) * x
 
     def posterior_cov(self, x: Vector, T: RealScalarLike) -> Matrix:
-        """Posterior covariance Cov[y | x] = T dm_T/dx (SPEC sections 2 and 3.4).
+        """Posterior covariance Cov[y | x] = T dm_T/dx (theory sections 2 and 3.4).
 
         Cov = (r^2/d) [rho_nu(q) I + rho_nu'(q) (r^2/(2T^2)) x x^T], with rho_nu' by forward-mode
         autodiff of the ratio. Tangential variance r^2 A_d(k)/k, radial variance r^2 A_d'(k);
@@ -188,7 +188,7 @@ class Hypersphere(AbstractEnsemble):
         return (r2 / self._dim) * (rho * eye + (0.5 * drho * (c * c)) * outer)
 
     def energy_moments(self, x: Vector, T: RealScalarLike) -> tuple[Scalar, Scalar]:
-        """Posterior mean and variance of the energy E(y) = |y|^2/2 - x.y (SPEC sections 2 and 3.4).
+        """Posterior mean and variance of the energy E(y) = |y|^2/2 - x.y (theory sections 2 and 3.4).
 
         On the sphere |y|^2 = r^2, so E = r^2/2 - x.y: U = r^2/2 - x.m_T(x) and
         Var[E] = x^T Cov[y | x] x = (r^2 |x|^2/d) (rho_nu + 2 q rho_nu') (= T^2 C).
@@ -214,7 +214,7 @@ class Hypersphere(AbstractEnsemble):
         return u, var
 
     def sample(self, key: Key, n: int) -> Array:
-        """``n`` i.i.d. points uniform on the sphere of radius r (SPEC section 3.4).
+        """``n`` i.i.d. points uniform on the sphere of radius r (theory section 3.4).
 
         Normalised standard Gaussians times r.
 
@@ -238,7 +238,7 @@ class Hypersphere(AbstractEnsemble):
         return (self.radius / norm) * z
 
     def mean(self) -> Vector:
-        """Exact data mean E_phi[y] = 0 (SPEC section 3.4).
+        """Exact data mean E_phi[y] = 0 (theory section 3.4).
 
         **Returns:**
 
@@ -247,7 +247,7 @@ class Hypersphere(AbstractEnsemble):
         return jnp.zeros((self._dim,), dtype=self.radius.dtype)
 
     def covariance(self) -> Matrix:
-        """Exact data covariance Cov_phi[y] = (r^2/d) I (SPEC section 3.4); T_c = r^2/d.
+        """Exact data covariance Cov_phi[y] = (r^2/d) I (theory section 3.4); T_c = r^2/d.
 
         **Returns:**
 

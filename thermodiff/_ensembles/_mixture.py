@@ -1,4 +1,4 @@
-"""Isotropic Gaussian mixtures (SPEC section 3.3), a single Gaussian included."""
+"""Isotropic Gaussian mixtures (theory section 3.3), a single Gaussian included."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ._base import AbstractEnsemble, as_float_array
 
 
 class GaussianMixture(AbstractEnsemble):
-    """phi = sum_k pi_k N(mu_k, s_k^2 I) (SPEC section 3.3).
+    """phi = sum_k pi_k N(mu_k, s_k^2 I) (theory section 3.3).
 
     Exact posterior: the component responsibilities
     r_k(x) = softmax_k(log pi_k + (d/2) log(T/(T + s_k^2)) - |x - mu_k|^2/(2(T + s_k^2)))
@@ -77,7 +77,7 @@ class GaussianMixture(AbstractEnsemble):
         return self.log_weights + 0.5 * self.dim * jnp.log(T / tot) - 0.5 * sq / tot
 
     def responsibilities(self, x: Vector, T: RealScalarLike) -> Array:
-        """Posterior probability r_k(x) of each component, shape (K,) (SPEC section 3.3)."""
+        """Posterior probability r_k(x) of each component, shape (K,) (theory section 3.3)."""
         self._check(x, T)
         return jax.nn.softmax(self._component_logits(x, T))
 
@@ -105,7 +105,7 @@ class GaussianMixture(AbstractEnsemble):
         return (c * r[:, None]).T @ c + jnp.sum(r * cv) * jnp.eye(self.dim, dtype=m.dtype)
 
     def energy_moments(self, x: Vector, T: RealScalarLike) -> tuple[Scalar, Scalar]:
-        """<E> and Var[E] of E(y) = |y|^2/2 - x.y (SPEC section 2), from Gaussian moments.
+        """<E> and Var[E] of E(y) = |y|^2/2 - x.y (theory section 2), from Gaussian moments.
 
         Within component k (posterior mean c_k, variance v_k I): <E>_k = |c_k|^2/2 + d v_k/2 -
         x.c_k and Var_k[E] = v_k |c_k - x|^2 + d v_k^2/2; then the law of total variance.
@@ -136,7 +136,7 @@ class GaussianMixture(AbstractEnsemble):
 def Gaussian(mean, variance=1.0) -> GaussianMixture:
     """A single isotropic Gaussian N(mean, variance I) as a one-component ``GaussianMixture``.
 
-    Its posterior is Gaussian at every T and it has no phase transition (SPEC section 3.3).
+    Its posterior is Gaussian at every T and it has no phase transition (theory section 3.3).
     """
     mean = as_float_array("mean", mean)
     if mean.ndim == 0:

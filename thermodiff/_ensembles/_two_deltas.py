@@ -1,4 +1,4 @@
-"""Two deltas at +-mu (SPEC section 3.1): the Curie-Weiss magnet of generative diffusion."""
+"""Two deltas at +-mu (theory section 3.1): the Curie-Weiss magnet of generative diffusion."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def sech2(u: Array) -> Array:
 
 
 class TwoDeltas(AbstractEnsemble):
-    """phi = (delta(y - mu) + delta(y + mu))/2 (SPEC section 3.1).
+    """phi = (delta(y - mu) + delta(y + mu))/2 (theory section 3.1).
 
     m_T(x) = mu tanh(mu.x/T), Cov[y|x] = mu mu^T (1 - tanh^2), Phi_T(x) = |x|^2/2 + a^2/2 -
     T log cosh(mu.x/T) with a = |mu|: exactly the Curie-Weiss Landau free energy (m <-> x,
@@ -56,7 +56,7 @@ class TwoDeltas(AbstractEnsemble):
 
     @property
     def critical_temperature(self) -> Scalar:
-        """T_c = |mu|^2 (SPEC section 3.1)."""
+        """T_c = |mu|^2 (theory section 3.1)."""
         return jnp.sum(self.mu**2)
 
     def _field(self, x, T):
@@ -79,7 +79,7 @@ class TwoDeltas(AbstractEnsemble):
         return jnp.outer(self.mu, self.mu) * sech2(self._field(x, T))
 
     def energy_moments(self, x: Vector, T: RealScalarLike) -> tuple[Scalar, Scalar]:
-        """<E> and Var[E] of E(y) = |y|^2/2 - x.y (SPEC section 2): E = a^2/2 -+ mu.x."""
+        """<E> and Var[E] of E(y) = |y|^2/2 - x.y (theory section 2): E = a^2/2 -+ mu.x."""
         self._check(x, T)
         u = self._field(x, T)
         b = jnp.dot(self.mu, x)
