@@ -35,9 +35,11 @@ def _marks(ax, res, which=None):
         e = res[sec][key]
         if e["T"] is None:
             continue
-        ax.axvline(e["T"], color=c, ls=ls, lw=1.3, label=f"{label}: T = {e['T']:.3g}")
-        if "headline" in label and e.get("stderr"):
-            ax.axvspan(max(e["T"] - e["stderr"], 1e-300), e["T"] + e["stderr"], color=c, alpha=0.12, lw=0)
+        band = "headline" in label and e.get("stderr")
+        pm = f" +- {e['stderr']:.2g} (band)" if band else ""
+        ax.axvline(e["T"], color=c, ls=ls, lw=1.3, label=f"{label}: T = {e['T']:.3g}{pm}")
+        if band:
+            ax.axvspan(max(e["T"] - e["stderr"], 1e-300), e["T"] + e["stderr"], color=c, alpha=0.25, lw=0)
     ax.set_xlim(min(lo, ax.get_xlim()[0]), max(hi, ax.get_xlim()[1]))
 
 
@@ -65,8 +67,9 @@ def _cloning(plt, res):
         mc = res["model"]["cloning"]
         ax.errorbar(cl["T"], mc["phi"], yerr=mc["phi_stderr"], fmt="s", mfc="none", color="C2", ms=5,
                     label="simulated, your model (same states and noise)")
-    ax.errorbar(cl["T"], cl["phi_exact"], yerr=cl["phi_exact_stderr"], fmt="-", color="0.5", lw=1,
-                label="posterior at T: E sum_c P(c|x)^2")
+    if cl["phi_exact"]:  # not computed with --quick
+        ax.errorbar(cl["T"], cl["phi_exact"], yerr=cl["phi_exact_stderr"], fmt="-", color="0.5", lw=1,
+                    label="posterior at T: E sum_c P(c|x)^2")
     ax.axhline(cl["chance"], color="0.6", lw=0.8, ls=":", label=f"chance {cl['chance']:.2f}")
     ax.axhline(cl["half_level"], color="C0", lw=0.6, ls=(0, (4, 4)), label=f"halfway level {cl['half_level']:.2f}")
     ax.set_xscale("log")
@@ -74,7 +77,7 @@ def _cloning(plt, res):
     ax.set_xlabel(f"branching temperature T (VE noise variance, {_units(res)})")
     ax.set_ylabel("cloning probability phi(T) (same class)")
     ax.set_ylim(-0.02, 1.05)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     ax.set_title("Speciation: when two copies of a generation agree on the class")
     return fig
 
@@ -94,7 +97,7 @@ def _collapse(plt, res):
     ax.set_xlabel(f"temperature T (VE noise variance, {_units(res)})")
     ax.set_ylabel("mean over trajectories (0 to 1)")
     ax.set_ylim(-0.02, 1.05)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     ax.set_title(f"Memorization along {tr['n_trajectories']} exact-score trajectories")
     return fig
 

@@ -20,7 +20,7 @@ HEADLINE_RULES = dict(
 )
 
 WHY = {
-    ("speciation", "biroli"): "spectral (Gaussian) approximation: the top principal variance exceeds the noise; blind to the shape of the classes",
+    ("speciation", "biroli"): "spectral (Gaussian) approximation: the top principal variance exceeds the noise; blind to the shape of the classes, and not scale-invariant (Lambda - 1 compares Lambda with a unit noise variance, so it moves with --scale)",
     ("speciation", "first_split"): "equilibrium criterion: the free-energy landscape's first bifurcation, not the dynamics' commitment",
     ("speciation", "cloning_half"): "the headline: what the sampler does",
     ("memorization", "rem"): "closed form for Gaussian data of the same N, d and variance; real data are clustered and lower-dimensional",
@@ -79,9 +79,9 @@ def _narrative(res, s, m, mem) -> str:
         parts.append(f"Above T = {s['T']:.3g} two copies of a generation branched from the same noisy state mostly end "
                      "in different classes; below it they mostly agree: the state has committed to a class.")
     if m["T"] is not None:
-        parts.append(f"Below T = {m['T']:.3g} the exact empirical score's posterior gives more than half its weight to "
-                     "a single training point, so a model that has learned the exact empirical score is pulled "
-                     "onto that point and reproduces it.")
+        parts.append(f"Below T = {m['T']:.3g} the exact empirical score's posterior gives, on average over "
+                     "trajectories, more than half its weight to a single training point, so a model that has "
+                     "learned the exact empirical score is pulled onto that point and reproduces it.")
     st, mh = mem["settle"]["T"], mem["memorized_half"]["T"]
     if st is not None:
         parts.append(f"The median trajectory stops changing its nearest training point below T = {st:.3g}.")
@@ -196,9 +196,10 @@ def body_sections(res: dict, timings: dict) -> list[str]:
               head, "|" + "---|" * (head.count("|") - 1)]
     for i, T in enumerate(cl["T"]):
         extra = f" {mphi['phi'][i]:.3f} | {mphi['phi_stderr'][i]:.3f} |" if mphi else ""
-        lines.append(f"| {T:.4g} | {cl['phi_simulated'][i]:.3f} | {cl['phi_simulated_stderr'][i]:.3f} | "
-                     f"{cl['phi_exact'][i]:.3f} | {cl['phi_exact_stderr'][i]:.3f} |{extra}")
-    lines += ["", f"phi exact (posterior) is E_x sum_c P(c given x)^2 at the branching temperature. "
+        ex = f"{cl['phi_exact'][i]:.3f} | {cl['phi_exact_stderr'][i]:.3f}" if cl["phi_exact"] else "n/a | n/a"
+        lines.append(f"| {T:.4g} | {cl['phi_simulated'][i]:.3f} | {cl['phi_simulated_stderr'][i]:.3f} | {ex} |{extra}")
+    lines += ["", f"phi exact (posterior) is E_x sum_c P(c given x)^2 at the branching temperature"
+              f"{' (not computed with --quick)' if not cl['phi_exact'] else ''}. "
               f"Chance level (classes drawn independently): {cl['chance']:.3f}; halfway level {cl['half_level']:.3f}.",
               "", "## Class commitment", "",
               f"{res['trajectories']['n_trajectories']} exact-score trajectories; a trajectory commits at the highest T "
