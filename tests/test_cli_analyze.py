@@ -214,3 +214,77 @@ def test_analyze_default_digits(tmp_path):
     assert abs(sp["first_split"]["T_data"] / 178.9 - 1) < 0.05
     assert mem["settle"]["T"] < sp["first_split"]["T"]
     assert mem["top_weight_half"]["T"] < sp["cloning_half"]["T"]
+
+
+def test_a_failed_write_leaves_the_previous_report_intact(tmp_path, monkeypatch):
+    """Files are staged in full before any is renamed into place: a failure while staging (here
+    'no space left' on the third file) removes the staged files and keeps the old report."""
+    import errno
+    import os
+
+    from thermodiff import _cli
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("a.png", "results.json", "report.md"):
+        (out / name).write_text(f"old {name}")
+    real_fdopen, calls = os.fdopen, []
+
+    def failing_fdopen(fd, *a, **k):
+        calls.append(fd)
+        if len(calls) == 3:
+            os.close(fd)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fdopen(fd, *a, **k)
+
+    monkeypatch.setattr(os, "fdopen", failing_fdopen)
+    files = [(out / n, b"new") for n in ("a.png", "results.json", "report.md")]
+    with pytest.raises(OSError, match="No space"):
+        _cli._write_all(files)
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "report.md", "results.json"]  # no temporaries
+    assert all((out / n).read_text() == f"old {n}" for n in ("a.png", "results.json", "report.md"))
+    monkeypatch.setattr(os, "fdopen", real_fdopen)
+    _cli._write_all(files)
+    assert all((out / n).read_bytes() == b"new" for n in ("a.png", "results.json", "report.md"))
+
+
+def test_internal_errors_and_ctrl_c_are_one_line(tmp_path, monkeypatch, capsys):
+    from thermodiff import _cli
+
+    def bug(args):
+        raise RuntimeError("something inside broke")
+
+    monkeypatch.setattr(_cli, "analyze_command", bug)
+    out = tmp_path / "out"
+    assert main(["analyze", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "internal error: RuntimeError: something inside broke" in err[0]
+    path = err[0].split("full traceback in ")[1].split(";")[0]
+    assert "RuntimeError" in open(path).read()
+    import os
+
+    os.unlink(path)
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_cli, "analyze_command", interrupted)
+    assert main(["analyze", "--out", str(out)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "interrupted" in err[0]
+    assert not out.exists()
+
+
+def test_sigint_stops_analyze_promptly(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "thermodiff", "analyze", "--out", str(out), "--no-progress"],
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(6.0)  # inside the analysis (imports take about 3 s)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert len(err.strip().splitlines()) == 1 and "interrupted" in err
+    assert not out.exists()

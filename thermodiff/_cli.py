@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -361,8 +362,6 @@ def make_parser() -> argparse.ArgumentParser:
 def check_out(out: str) -> None:
     """--out must be a folder, or creatable under its nearest existing ancestor: checked before any
     computation, so an unwritable destination is one line on stderr, not a lost run."""
-    import os
-
     p = Path(out)
     if p.exists():
         if not p.is_dir():
@@ -380,26 +379,32 @@ def check_out(out: str) -> None:
 
 
 def _write_all(files: list[tuple[Path, bytes]]) -> None:
-    """Write each file atomically; if a later one fails, remove the ones written before it."""
-    from ._io import write_atomic
-
-    import os
+    """Write a report all or nothing: every file is first written in full to a temporary file
+    beside its destination (the step that can fail: no space, no permission), and only then are
+    they renamed into place. A failure while staging removes the temporary files and leaves the
+    previous report untouched."""
+    import tempfile
 
     umask = os.umask(0)
     os.umask(umask)
-    done = []
+    staged = []
     try:
         for path, data in files:
-            write_atomic(path, data)
-            done.append(path)
-            os.chmod(path, 0o666 & ~umask)  # the temporary file was private (mkstemp: 0600)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            staged.append(tmp)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it private (0600)
     except BaseException:
-        for path in done:
+        for tmp in staged:
             try:
-                path.unlink()
+                os.unlink(tmp)
             except OSError:
                 pass
         raise
+    for tmp, (path, _) in zip(staged, files):
+        os.replace(tmp, path)
 
 
 def _interrupted(out: Path) -> int:
@@ -428,10 +433,9 @@ def _enable_compilation_cache() -> None:
     Compilation dominates a short run on a CPU (a training loop, its diagnostics and the exact
     floor take 10-30 s to compile and seconds to run); with JAX's persistent cache a repeated or
     resumed run starts in about a second. It is opt-in: with jaxlib 0.10.2 we saw one process
-    abort inside JAX while reading a cached CPU executable during a long test session.
+    abort inside JAX while reading a cached CPU executable during a long test session (most likely
+    the same exhaustion of memory mappings that tests/conftest.py now prevents).
     """
-    import os
-
     where = os.environ.get("THERMODIFF_CACHE_DIR", "").strip()
     if not where or where.lower() in ("off", "0", "none"):
         return
@@ -448,72 +452,93 @@ def _enable_compilation_cache() -> None:
 def main(argv=None) -> int:
     t_start = time.perf_counter()
     args = make_parser().parse_args(argv)
-    if args.command != "train":  # train checks its folder itself (resume rules)
-        try:
+    try:
+        if args.command != "train":  # train checks its folder itself (resume rules)
             check_out(args.out)
-        except UsageError as err:
-            return _fail(err)
-    _enable_compilation_cache()
-    from ._io import json_bytes
-
-    if args.command == "train":
-        from ._cli_train import UsageError as TrainUsageError, train_command, write_outputs
-
-        try:
-            result, figs, out = train_command(args, load_dataset)
-            write_outputs(result, figs, out)
-        except KeyboardInterrupt:
+        _enable_compilation_cache()
+        return _COMMANDS[args.command](args, t_start)
+    except KeyboardInterrupt:
+        if args.command == "train":
             return _interrupted(Path(args.out))
-        except (ValueError, TypeError, OSError, TrainUsageError) as err:
-            return _fail(err)
-        fm = result["final"]["f_mem"]
-        print(f"train: {result['final']['step']} steps, loss {result['final']['loss']:.4g} "
-              f"(floor {result['loss_floor'] or float('nan'):.4g}), f_mem {float('nan') if fm is None else fm:.3g}, "
-              f"tau_gen {result['tau_gen'] or float('nan'):.4g}, tau_mem {result['tau_mem'] or float('nan'):.4g}; "
-              f"wrote {out / 'training.json'} and {out / 'checkpoint'} ({time.perf_counter() - t_start:.1f} s)")
-        return 0
+        print(f"thermodiff: interrupted; nothing was written to {args.out}", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, MemoryError) as err:
+        return _fail(err)
+    except Exception as err:  # a bug: one line, the traceback kept in a file
+        return _internal_error(err)
 
-    if args.command == "analyze":
-        try:
-            res, figs, md = analyze_command(args)
-            out = Path(args.out)
-            files = [(out / name, data) for name, data in figs.items()]
-            files += [(out / "results.json", json_bytes(res)), (out / "report.md", md.encode())]
-            _write_all(files)
-        except (ValueError, TypeError, OSError) as err:
-            return _fail(err)
-        print(f"analyze: {_one_line(res)}; wrote {out / 'report.md'} ({time.perf_counter() - t_start:.1f} s)")
-        return 0
 
-    if args.command == "phase-diagram":
-        try:
-            result, png = phase_diagram(args, t_start)
-            out = Path(args.out)
-            _write_all([(out / "phase_diagram.png", png), (out / "phase_diagram.json", json_bytes(result))])
-        except (ValueError, TypeError, OSError) as err:
-            return _fail(err)
-        from ._phase_diagram import summary
+def _internal_error(err: BaseException) -> int:
+    import tempfile
+    import traceback
 
-        print(f"phase-diagram {args.ensemble}: {summary(result)}; wrote {out / 'phase_diagram.png'} "
-              f"and {out / 'phase_diagram.json'} ({time.perf_counter() - t_start:.1f} s)")
-        return 0
+    fd, path = tempfile.mkstemp(prefix="thermodiff-traceback-", suffix=".txt")
+    with os.fdopen(fd, "w") as fh:
+        fh.write("".join(traceback.format_exception(err)))
+    msg = " ".join(str(err).split()) or "(no message)"
+    print(f"thermodiff: internal error: {type(err).__name__}: {msg} (full traceback in {path}; please report it)",
+          file=sys.stderr)
+    return 2
+
+
+def _cmd_train(args, t_start) -> int:
+    from ._cli_train import UsageError as TrainUsageError, train_command, write_outputs
 
     try:
-        if args.points < 3:
-            raise UsageError("--points must be an integer >= 3")
-        from ._landscape import landscape, plot_landscape
-        from ._progress import Progress
-
-        progress = Progress(enabled=True, stages=())
-        result = landscape(args, build_ensemble, _floats, progress)
-        progress.finish()
-        png = plot_landscape(result)
-        out = Path(args.out)
-        _write_all([(out / "landscape.json", json_bytes(result)), (out / "landscape.png", png)])
-    except (ValueError, TypeError, OSError) as err:
+        result, figs, out = train_command(args, load_dataset)
+        write_outputs(result, figs, out)
+    except TrainUsageError as err:
         return _fail(err)
+    fm = result["final"]["f_mem"]
+    print(f"train: {result['final']['step']} steps, loss {result['final']['loss']:.4g} "
+          f"(floor {result['loss_floor'] or float('nan'):.4g}), f_mem {float('nan') if fm is None else fm:.3g}, "
+          f"tau_gen {result['tau_gen'] or float('nan'):.4g}, tau_mem {result['tau_mem'] or float('nan'):.4g}; "
+          f"wrote {out / 'training.json'} and {out / 'checkpoint'} ({time.perf_counter() - t_start:.1f} s)")
+    return 0
+
+
+def _cmd_analyze(args, t_start) -> int:
+    from ._io import json_bytes
+
+    res, figs, md = analyze_command(args)
+    out = Path(args.out)
+    files = [(out / name, data) for name, data in figs.items()]
+    _write_all(files + [(out / "results.json", json_bytes(res)), (out / "report.md", md.encode())])
+    print(f"analyze: {_one_line(res)}; wrote {out / 'report.md'} ({time.perf_counter() - t_start:.1f} s)")
+    return 0
+
+
+def _cmd_phase_diagram(args, t_start) -> int:
+    from ._io import json_bytes
+    from ._phase_diagram import summary
+
+    result, png = phase_diagram(args, t_start)
+    out = Path(args.out)
+    _write_all([(out / "phase_diagram.png", png), (out / "phase_diagram.json", json_bytes(result))])
+    print(f"phase-diagram {args.ensemble}: {summary(result)}; wrote {out / 'phase_diagram.png'} "
+          f"and {out / 'phase_diagram.json'} ({time.perf_counter() - t_start:.1f} s)")
+    return 0
+
+
+def _cmd_landscape(args, t_start) -> int:
+    from ._io import json_bytes
+    from ._landscape import landscape, plot_landscape
+    from ._progress import Progress
+
+    if args.points < 3:
+        raise UsageError("--points must be an integer >= 3")
+    progress = Progress(enabled=True, stages=())
+    result = landscape(args, build_ensemble, _floats, progress)
+    progress.finish()
+    png = plot_landscape(result)
+    out = Path(args.out)
+    _write_all([(out / "landscape.json", json_bytes(result)), (out / "landscape.png", png)])
     print(f"wrote {out / 'landscape.png'} and {out / 'landscape.json'}")
     return 0
+
+
+_COMMANDS = {"train": _cmd_train, "analyze": _cmd_analyze, "phase-diagram": _cmd_phase_diagram,
+             "landscape": _cmd_landscape}
 
 
 if __name__ == "__main__":  # pragma: no cover
