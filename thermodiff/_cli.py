@@ -468,6 +468,19 @@ def main(argv=None) -> int:
         return _internal_error(err)
 
 
+def run() -> None:
+    """The console entry point: ``main()``, then exit. After Ctrl-C the process leaves at once
+    (``os._exit``): an interrupt can land while XLA compiles or runs on its own threads, and a
+    normal interpreter shutdown then crashes in their teardown (a segfault after the one-line
+    message, seen in tests)."""
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
+
+
 def _internal_error(err: BaseException) -> int:
     import tempfile
     import traceback
@@ -542,4 +555,4 @@ _COMMANDS = {"train": _cmd_train, "analyze": _cmd_analyze, "phase-diagram": _cmd
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()
