@@ -338,3 +338,23 @@ def test_vmapped_10k_temperature_sweep_does_not_hang():
     assert set(lines) == {"finite", "mixture"}
     for name, rest in lines.items():
         assert rest.startswith("True"), (name, rest)
+
+
+def test_critical_exponents_are_right_in_jax_default_float32():
+    """With JAX's default float32 the exponents are still computed in float64 (they were 2.7e-7
+    for beta in float32), and the caller's precision setting is left as it was."""
+    import subprocess
+    import sys
+
+    code = ("import jax, thermodiff as td\n"
+            "assert not jax.config.jax_enable_x64\n"
+            "ex = td.critical_exponents(td.TwoDeltas(1.0))\n"
+            "print(ex['beta'].value, ex['gamma'].value, ex['delta'].value, ex['heat_capacity_jump']['value'])\n"
+            "print(jax.config.jax_enable_x64, jax.numpy.zeros(1).dtype)\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "JAX_ENABLE_X64"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    vals, state = r.stdout.strip().splitlines()
+    beta, gamma, delta, jump = map(float, vals.split())
+    assert abs(beta - 0.5) < 1e-4 and abs(gamma - 1) < 1e-4 and abs(delta - 3) < 1e-3 and abs(jump - 1.5) < 1e-4
+    assert state == "False float32"

@@ -629,11 +629,22 @@ def critical_exponents(
       axis, 1 - v.Cov[y|x*].v/T (the Hessian of Phi_T at the stable fixed point along v),
       ~ |T - T_c|^(z nu), z nu = 1 (critical slowing down), on both sides.
 
-    Two deltas: beta = 1/2, gamma = gamma' = 1, delta = 3, jump 3/2. Use float64.
+    Two deltas: beta = 1/2, gamma = gamma' = 1, delta = 3, jump 3/2.
+
+    **Precision.** The log-derivatives are evaluated down to eps = 1e-6, where float32 has no
+    digits left (beta came out as 2.7e-7 in float32), so the computation always runs in float64:
+    with JAX's default float32 the ensemble is cast to float64 inside ``jax.enable_x64(True)``.
 
     **Returns:** a dict of ``Exponent`` records and amplitudes (see ``Exponent.as_dict``).
     """
     _check_ensemble(ensemble)
+    if not (jax.config.jax_enable_x64 and ensemble_dtype(ensemble) == jnp.float64):
+        with jax.enable_x64(True):
+            cast = lambda a: a.astype(jnp.float64) if eqx.is_inexact_array(a) else a  # noqa: E731
+            ens64 = jax.tree.map(cast, ensemble)
+            if ensemble_dtype(ens64) != jnp.float64:  # pragma: no cover - no floating leaves to cast
+                raise ValueError("critical_exponents needs an ensemble with floating parameters")
+            return critical_exponents(ens64, eps)
     eps = np.sort(np.asarray(eps, dtype=float))[::-1]
     if eps.ndim != 1 or len(eps) < 3 or np.any(eps <= 0) or np.any(eps >= 1):
         raise ValueError("eps must hold at least 3 reduced distances in (0, 1)")
