@@ -92,8 +92,14 @@ def analyze(X: np.ndarray, labels: np.ndarray | None, *, seed: int = 0, quick: b
     from ._units import data_scale
 
     progress = Progress(False) if progress is None else progress
-    n, d = X.shape
-    ds = data_scale(X, scale)
+    ds = data_scale(X, scale)  # X: finite, 2-D (checked there)
+    n, d = np.shape(X)
+    if n < 2:
+        raise ValueError(f"X must hold at least 2 points (N >= 2), got N = {n}")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"labels must be integers of shape (N,) = ({n},), got {labels.dtype} {labels.shape}")
     split_dim = None if subspace_split is None else (0 if subspace_split else d)
     plan = plan_analysis(n, d, quick=quick, rate=_rate() if rate is None else rate, split_dim=split_dim)
     keys = jax.random.split(jax.random.key(seed), 5)
@@ -325,6 +331,8 @@ def crossing_desc(T, y, level):
 
 
 def _boot_std(values) -> float | None:
+    """Spread of bootstrap crossings: their standard deviation in log T times their geometric mean
+    (crossings are positive and skewed); None when fewer than half the resamples crossed."""
     v = np.asarray([x for x in values if x is not None], np.float64)
     return float(np.std(np.log(v)) * np.exp(np.mean(np.log(v)))) if v.size >= N_BOOT // 2 else None
 

@@ -75,9 +75,13 @@ def headline_text(res: dict) -> dict:
 
 def _narrative(res, s, m, mem) -> str:
     parts = []
+    cl = res["cloning"]
     if s is not None and s["T"] is not None:
-        parts.append(f"Above T = {s['T']:.3g} two copies of a generation branched from the same noisy state mostly end "
-                     "in different classes; below it they mostly agree: the state has committed to a class.")
+        parts.append(f"Two copies of a generation branched from the same noisy state end in the same class with "
+                     f"probability {cl['phi_simulated'][0]:.2f} when branched at T = {cl['T'][0]:.3g} (chance: "
+                     f"{cl['chance']:.2f}), {cl['half_level']:.2f} (halfway to certainty) at T = {s['T']:.3g} and "
+                     f"{cl['phi_simulated'][-1]:.2f} at T = {cl['T'][-1]:.3g}: below T = {s['T']:.3g} the state has "
+                     "mostly committed to its class.")
     if m["T"] is not None:
         parts.append(f"Below T = {m['T']:.3g} the exact empirical score's posterior gives, on average over "
                      "trajectories, more than half its weight to a single training point, so a model that has "
@@ -88,9 +92,9 @@ def _narrative(res, s, m, mem) -> str:
     frac = res["trajectories"]["memorized_fraction"][-1]
     T_end = res["trajectories"]["T"][-1]
     if mh is not None:
-        parts.append(f"The states themselves are closer to one training point than a third of the distance to the "
-                     f"next only below T = {mh:.3g}; at the end of sampling (T = {T_end:.3g}) "
-                     f"{100 * frac:.0f}% of them are.")
+        parts.append(f"Half of the states themselves lie closer to one training point than a third of the distance "
+                     f"to the next only below T = {mh:.3g}; at the end of sampling (T = {T_end:.3g}) "
+                     f"{100 * frac:.0f}% do.")
     else:
         parts.append(f"At the end of sampling (T = {T_end:.3g}) {100 * frac:.0f}% of the states lie that close "
                      "to a training point (fewer than half: the geometric criterion is not met on the grid).")
