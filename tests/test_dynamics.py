@@ -159,3 +159,21 @@ def test_exact_cloning_with_labels_under_jit():
     labels = np.array([0, 0, 1, 1])
     f = jax.jit(lambda T: td.cloning_probability(ens, None, T, labels=labels, n_pairs=256).value)
     np.testing.assert_allclose(float(f(0.5)), float(td.cloning_probability(ens, None, 0.5, labels=labels, n_pairs=256).value), rtol=1e-12)
+
+
+def test_class_posterior_refuses_labels_that_would_drop_weight():
+    """A negative label (or one >= n_classes) used to vanish from segment_sum: probabilities
+    summed to less than 1. Concrete labels are now checked."""
+    import numpy as np
+    import pytest
+
+    import thermodiff as td
+
+    ds = td.FiniteDataset(np.arange(8.0).reshape(4, 2))
+    x, T = np.array([1.0, 2.0]), 1.0
+    p = td.class_posterior(ds, x, T, np.array([0, 1, 1, 0]))
+    assert abs(float(p.sum()) - 1) < 1e-6
+    with pytest.raises(ValueError, match="labels must be integers in"):
+        td.class_posterior(ds, x, T, np.array([0, -1, 1, 0]))
+    with pytest.raises(ValueError, match="labels must be integers in"):
+        td.class_posterior(ds, x, T, np.array([0, 2, 1, 0]), n_classes=2)

@@ -316,3 +316,11 @@ def test_sharded_equals_unsharded():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-2000:]
+
+
+@pytest.mark.parametrize("wrapper", ["Score", "Denoiser", "NoisePrediction"])
+def test_model_wrappers_refuse_non_callables(wrapper):
+    import thermodiff as td
+
+    with pytest.raises(TypeError, match=rf"{wrapper}\(fn\): fn must be a callable"):
+        getattr(td, wrapper)(None)

@@ -36,7 +36,7 @@ from ._ensembles._two_deltas import TwoDeltas
 from ._models import as_model
 from ._samplers import AbstractGrid, AbstractSolver, EulerMaruyama, sample, time_grid
 from ._schedules import AbstractSchedule
-from ._validate import check_temperature
+from ._validate import check_temperature, is_concrete
 
 #: phi(T_c) for two deltas (and at Biroli's t_S): E_z[(1 + tanh^2(1 + z))/2], z ~ N(0, 1).
 PHI_CRITICAL = 0.7752002453966634
@@ -68,6 +68,13 @@ T the VE-equivalent noise variance).
         w = ensemble.posterior_weights(x, T)
         if labels is None:
             return w
+        if is_concrete(labels):  # a negative or too large label would silently drop its weight
+            lab = np.asarray(labels)
+            top = None if n_classes is None else int(n_classes)
+            if (lab.shape != (ensemble.n_points,) or not np.issubdtype(lab.dtype, np.integer) or lab.min() < 0
+                    or (top is not None and lab.max() >= top)):
+                raise ValueError(f"labels must be integers in [0, n_classes) of shape ({ensemble.n_points},), got "
+                                 f"{lab.dtype} {lab.shape} with values in [{lab.min()}, {lab.max()}]")
         if n_classes is None:
             n_classes = int(np.max(np.asarray(labels))) + 1
         return jax.ops.segment_sum(w, labels, num_segments=n_classes)

@@ -26,6 +26,11 @@ from ._ensembles._diffused import Diffused
 from ._schedules import AbstractSchedule
 
 
+def _check_callable(fn, owner: str) -> None:
+    if not callable(fn):
+        raise TypeError(f"{owner}(fn): fn must be a callable fn(x, t), got {type(fn).__name__}")
+
+
 class AbstractModel(eqx.Module):
     """A model of the data law seen through a schedule: it returns E[y | x_t]."""
 
@@ -63,6 +68,9 @@ class Score(AbstractModel):
 
     fn: Callable
 
+    def __check_init__(self):
+        _check_callable(self.fn, type(self).__name__)
+
     def denoise(self, x, t, schedule):
         theta, s = schedule.signal_scale(t), schedule.noise_scale(t)
         return (x + s**2 * self.fn(x, t)) / theta
@@ -76,6 +84,9 @@ class Denoiser(AbstractModel):
 
     fn: Callable
 
+    def __check_init__(self):
+        _check_callable(self.fn, type(self).__name__)
+
     def denoise(self, x, t, schedule):
         return self.fn(x, t)
 
@@ -84,6 +95,9 @@ class NoisePrediction(AbstractModel):
     """A noise predictor ``fn(x, t) -> E[z | x_t]`` (the epsilon parametrisation of DDPM)."""
 
     fn: Callable
+
+    def __check_init__(self):
+        _check_callable(self.fn, type(self).__name__)
 
     def denoise(self, x, t, schedule):
         theta, s = schedule.signal_scale(t), schedule.noise_scale(t)
