@@ -452,20 +452,65 @@ def _enable_compilation_cache() -> None:
 def main(argv=None) -> int:
     t_start = time.perf_counter()
     args = make_parser().parse_args(argv)
+    previous = _install_sigint(args)
     try:
         if args.command != "train":  # train checks its folder itself (resume rules)
             check_out(args.out)
         _enable_compilation_cache()
         return _COMMANDS[args.command](args, t_start)
     except KeyboardInterrupt:
-        if args.command == "train":
-            return _interrupted(Path(args.out))
-        print(f"thermodiff: interrupted; nothing was written to {args.out}", file=sys.stderr)
-        return 130
+        return _say_interrupted(args)
     except (ValueError, TypeError, OSError, MemoryError) as err:
         return _fail(err)
     except Exception as err:  # a bug: one line, the traceback kept in a file
         return _internal_error(err)
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, previous[0])
+            sys.unraisablehook = previous[1]
+
+
+def _say_interrupted(args) -> int:
+    if args.command == "train":
+        return _interrupted(Path(args.out))
+    print(f"thermodiff: interrupted; nothing was written to {args.out}", file=sys.stderr)
+    return 130
+
+
+def _install_sigint(args):
+    """Ctrl-C raises KeyboardInterrupt as usual, but Python drops an interrupt that lands inside a
+    destructor or a garbage-collector callback (JAX runs one on every collection): the run went on
+    and printed a traceback. Such a dropped interrupt now ends the process at once with the one
+    line and status 130, and a timer does the same if the process is still alive 3 s after the
+    signal. Returns what to restore (None off the main thread)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def leave():
+        _say_interrupted(args)
+        sys.stderr.flush()
+        os._exit(130)
+
+    def handler(signum, frame):
+        timer = threading.Timer(3.0, leave)
+        timer.daemon = True
+        timer.start()
+        raise KeyboardInterrupt
+
+    previous_hook = sys.unraisablehook
+
+    def hook(unraisable):
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            leave()
+        previous_hook(unraisable)
+
+    sys.unraisablehook = hook
+    return signal.signal(signal.SIGINT, handler), previous_hook
 
 
 def run() -> None:
