@@ -112,16 +112,19 @@ def analyze(X: np.ndarray, labels: np.ndarray | None, *, seed: int = 0, quick: b
     progress.stage("memorization prediction")
     memorization = _memorization_prediction(data, spec, plan, keys[0])
     progress.stage("cloning curve")
+    # the grids span both transitions: in high dimension the posterior can condense onto single
+    # points (REM) far above the class split, and both crossings must lie inside the grid
     T_spec = max(t for t in (speciation["biroli"]["T"], speciation["first_split"]["T"], spec["mean_variance"]) if t)
+    T_hi = 4.0 * max(T_spec, memorization["rem"]["T"])
     T_lo = min(memorization["rem"]["T"], T_spec) / 30.0
-    cloning = _cloning(data, plan, 4.0 * T_spec, T_lo, keys[1], progress, model)
+    cloning = _cloning(data, plan, T_hi, T_lo, keys[1], progress, model)
     progress.stage("trajectories")
-    traj = _trajectories(data, plan, 4.0 * T_spec, T_lo / 10.0, keys[2], progress)
+    traj = _trajectories(data, plan, T_hi, T_lo / 10.0, keys[2], progress)
     res = _assemble(name, data, spec, plan, speciation, memorization, cloning, traj, seed, quick)
     if model is not None:
         from ._analyze_model import model_measurements
 
-        res["model"] = model_measurements(res, data, model, model_train, model_info, plan, 4.0 * T_spec, T_lo / 10.0,
+        res["model"] = model_measurements(res, data, model, model_train, model_info, plan, T_hi, T_lo / 10.0,
                                           keys[2], cloning)
     progress.stage("figures")
     return res, figures(res)
