@@ -108,6 +108,7 @@ def test_training_approaches_the_exact_empirical_denoiser(key):
     assert res.model is res.state.ema and res.steps_per_s > 0 and res.history["step"].tolist() == [0, 1, 400]
 
 
+@pytest.mark.slow  # about a minute on 2 cores: four nets trained twice
 def test_vmap_over_seeds_and_sizes_equals_a_loop(setup, key):
     Y, make, trainer = setup
     keys = jax.random.split(key, 3)
