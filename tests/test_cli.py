@@ -244,3 +244,11 @@ def test_phase_diagram_unwritable_out(tmp_path, capsys):
     assert main(["phase-diagram", "--out", str(tmp_path / "afile" / "sub"), "--temperatures", "0.5,1.5,2"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("thermodiff: error:")
+
+
+def test_landscape_with_overflowing_parameters_is_one_line(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["landscape", "--mu", "1e200", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--mu" in err[0] and "not finite" in err[0]
+    assert not out.exists()

@@ -4,7 +4,7 @@
 ensemble along its principal axis, at temperatures around its critical scale, with the
 thermodynamics at the data mean; writes ``landscape.png`` and ``landscape.json``.
 
-``thermodiff analyze [DATA.npy|DATA.npz]``: speciation and collapse of a dataset (the embedded UCI
+``thermodiff analyze [DATA.npy|DATA.npz]``: speciation and memorization of a dataset (the embedded UCI
 digits by default), predicted and measured with the exact empirical score; writes report.md,
 results.json and PNG figures (theory sections 3, 6, 9).
 

@@ -27,6 +27,9 @@ def landscape(args, build_ensemble, floats, progress=None) -> dict:
     cov = np.asarray(ens.covariance())
     evals, evecs = np.linalg.eigh(cov)
     lam, v = float(evals[-1]), evecs[:, -1]
+    if not (np.all(np.isfinite(cov)) and math.isfinite(lam) and lam < 1e100):
+        raise ValueError(f"the ensemble's covariance is not finite in float64 (top eigenvalue {lam:.3g}): its "
+                         "parameters (e.g. --mu) must stay below about 1e50")
     if args.temperatures:
         temps = floats(args.temperatures, "--temperatures")
         if min(temps) <= 0 or not all(math.isfinite(t) for t in temps):
@@ -68,7 +71,7 @@ def landscape(args, build_ensemble, floats, progress=None) -> dict:
             progress.update(i + 1, len(temps))
     for r in rows:
         if not all(math.isfinite(val) for val in r["phi"]):
-            raise RuntimeError(f"non-finite free energy at T={r['T']}")
+            raise ValueError(f"non-finite free energy at T={r['T']}: the ensemble parameters are too large for float64")
     return dict(
         ensemble=args.ensemble, dim=int(ens.dim), convention="T = VE-equivalent noise variance (theory 1)",
         top_covariance_eigenvalue=lam, axis=v.tolist(), s=s.tolist(), temperatures=rows,
