@@ -270,7 +270,7 @@ def test_bad_state_and_temperature(name):
     ens, _ = ZOO[name]
     x = jnp.zeros(ens.dim)
     for T in (0.0, -1.0, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match="T"):
+        with pytest.raises(ValueError, match=r"T \(temperature = VE-equivalent noise variance\) must be finite and > 0"):
             ens.denoiser(x, T)
     with pytest.raises(ValueError, match=r"x must have shape"):
         ens.denoiser(jnp.zeros(ens.dim + 1), 1.0)

@@ -245,7 +245,7 @@ def test_bad_input():
         basins(ens, 1.0, np.zeros((0, 2)))
     with pytest.raises(ValueError, match="starts"):
         first_split(ens, starts=np.zeros((3, 5)))
-    with pytest.raises(ValueError, match="T"):
+    with pytest.raises(ValueError, match=r"T \(temperature = VE-equivalent noise variance\) must be finite and > 0"):
         basins(ens, 0.0, ens.points)
     with pytest.raises(ValueError, match="n_temperatures"):
         bifurcation_tree(ens, n_temperatures=1)
