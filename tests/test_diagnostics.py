@@ -74,7 +74,7 @@ def test_memorization_fraction_and_its_bootstrap_error(key):
     mids = 0.5 * (Y[:50:2] + Y[1:50:2])
     far = jax.random.normal(jax.random.key(3), (140, 4)) * 0.01 + 50.0
     mix = jnp.concatenate([copies, far])
-    est = td.memorization_fraction(mix, Y, jax.random.key(4), n_boot=4000)
+    est = td.memorization_fraction(mix, Y, key=jax.random.key(4), n_boot=4000)
     p = 60 / 200
     assert abs(float(est.value) - p) < 1e-12
     np.testing.assert_allclose(float(est.stderr), np.sqrt(p * (1 - p) / 200), rtol=0.1)

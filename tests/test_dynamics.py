@@ -76,7 +76,7 @@ def test_finite_dataset_labels(key):
     pts = jnp.array([[1.0, 0.0], [1.2, 0.1], [-1.0, 0.0], [-0.9, -0.2]])
     ens = td.FiniteDataset(pts)
     labels = jnp.array([0, 0, 1, 1])
-    P = td.class_posterior(ens, jnp.array([0.3, 0.0]), 0.5, labels)
+    P = td.class_posterior(ens, jnp.array([0.3, 0.0]), 0.5, labels=labels)
     w = ens.posterior_weights(jnp.array([0.3, 0.0]), 0.5)
     np.testing.assert_allclose(np.asarray(P), [float(w[0] + w[1]), float(w[2] + w[3])], rtol=1e-12)
     cold = td.cloning_probability(ens, None, 1e-3, labels=labels, n_pairs=500)
@@ -105,7 +105,7 @@ def test_perturbation_response_is_a_jvp(key):
     ens = td.TwoDeltas(1.0)
     sched = td.VP()
     T, x = 1.0, jnp.array([0.05])
-    r = td.perturbation_response(ens, sched, T, key, x, jnp.array([1.0]), steps=40)
+    r = td.perturbation_response(ens, sched, T, key, x, v=jnp.array([1.0]), steps=40)
     ts = td.time_grid(sched, 40, T_start=T)
     _, ks = jax.random.split(key)
     f = lambda x: td.sample(ens, sched, td.EulerMaruyama(), ks, x, ts=ts)[0]
@@ -171,9 +171,9 @@ def test_class_posterior_refuses_labels_that_would_drop_weight():
 
     ds = td.FiniteDataset(np.arange(8.0).reshape(4, 2))
     x, T = np.array([1.0, 2.0]), 1.0
-    p = td.class_posterior(ds, x, T, np.array([0, 1, 1, 0]))
+    p = td.class_posterior(ds, x, T, labels=np.array([0, 1, 1, 0]))
     assert abs(float(p.sum()) - 1) < 1e-6
     with pytest.raises(ValueError, match="labels must be integers in"):
-        td.class_posterior(ds, x, T, np.array([0, -1, 1, 0]))
+        td.class_posterior(ds, x, T, labels=np.array([0, -1, 1, 0]))
     with pytest.raises(ValueError, match="labels must be integers in"):
-        td.class_posterior(ds, x, T, np.array([0, 2, 1, 0]), n_classes=2)
+        td.class_posterior(ds, x, T, labels=np.array([0, 2, 1, 0]), n_classes=2)

@@ -188,14 +188,14 @@ def test_asymmetric_clusters_saddle_node():
     # critical_temperature's "first_split" criterion is this computation
     with pytest.raises(ValueError, match="first_split"):
         critical_temperature(ens)
-    assert float(critical_temperature(ens, "first_split")) == pytest.approx(T, rel=1e-9)
+    assert float(critical_temperature(ens, criterion="first_split")) == pytest.approx(T, rel=1e-9)
 
 
 def test_first_split_gradient_matches_finite_difference():
     pts = _three_clusters()
 
     def f(p):
-        return first_split_temperature(td.FiniteDataset(p), pts)
+        return first_split_temperature(td.FiniteDataset(p), starts=pts)
 
     g = jax.grad(f)(pts)
     direction = jnp.asarray(np.random.default_rng(2).normal(size=pts.shape))

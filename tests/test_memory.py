@@ -19,17 +19,19 @@ import scipy.stats
 
 from conftest import zscore_ok
 from thermodiff._ensembles._finite import FiniteDataset
-from thermodiff._memory import (
+from thermodiff._condensation import (
     collapse_temperature,
     collapse_temperature_from_data,
     excess_entropy,
+    posterior_condensation,
+    rem_entropy,
+)
+from thermodiff._hopfield import (
     hopfield_capacity,
     hopfield_capacity_prediction,
     hopfield_energy,
     hopfield_fixed_points,
     hopfield_update,
-    posterior_condensation,
-    rem_entropy,
 )
 from thermodiff._schedules import OU, VE, VP
 
@@ -309,7 +311,7 @@ def test_hopfield_fixed_points_stored_and_spurious(key):
     r = 0.3 / math.sqrt(3)
     ang = np.deg2rad([90.0, 210.0, 330.0])
     Y = np.concatenate([r * np.stack([np.cos(ang), np.sin(ang)], 1), [[3.0, 0.5]]])
-    fp = hopfield_fixed_points(Y, 0.1, key, n_starts=60)  # 64 starts: one compiled batch
+    fp = hopfield_fixed_points(Y, 0.1, key=key, n_starts=60)  # 64 starts: one compiled batch
     assert fp.memories.shape == (2, 2) and np.all(fp.converged)
     assert fp.n_stored == 1 and fp.n_spurious == 1
     np.testing.assert_array_equal(fp.retrieved, [False, False, False, True])
@@ -326,11 +328,11 @@ def test_hopfield_fixed_points_stored_and_spurious(key):
     for m in fp.memories:
         np.testing.assert_allclose(hopfield_update(Y, jnp.asarray(m), 0.1), m, atol=1e-9)
     # low T: memorization, every pattern a stored memory, participation ratio ~1
-    fp = hopfield_fixed_points(Y, 0.005, key, n_starts=60)
+    fp = hopfield_fixed_points(Y, 0.005, key=key, n_starts=60)
     assert fp.n_stored == 4 and fp.n_spurious == 0 and np.all(fp.retrieved)
     np.testing.assert_allclose(fp.participation_ratio, 1.0, atol=1e-3)  # neighbours: 2 e^-9
     # high T (Phi_T convex): a single spurious memory at the mean, holding every start
-    fp = hopfield_fixed_points(Y, 20.0, key, n_starts=60)
+    fp = hopfield_fixed_points(Y, 20.0, key=key, n_starts=60)
     assert fp.memories.shape[0] == 1 and fp.n_spurious == 1
     assert fp.basin_fraction[0] == 1.0 and not fp.retrieved.any()
 
@@ -400,9 +402,9 @@ def test_bad_input_names_the_argument(key):
         (lambda: hopfield_energy(Y, jnp.full(3, jnp.nan), 1.0), "x"),
         (lambda: posterior_condensation(Y, x, -1.0), "T"),
         (lambda: posterior_condensation(Y, x, 1.0, exclude=10), "exclude"),
-        (lambda: hopfield_fixed_points(Y, 0.0, key), "T"),
+        (lambda: hopfield_fixed_points(Y, 0.0, key=key), "T"),
         (lambda: hopfield_fixed_points(Y, 1.0), "key"),
-        (lambda: hopfield_fixed_points(Y, 1.0, key, threshold=0.3), "threshold"),
+        (lambda: hopfield_fixed_points(Y, 1.0, key=key, threshold=0.3), "threshold"),
         (lambda: hopfield_fixed_points(Y, 1.0, starts=np.zeros((4, 2))), "starts"),
         (lambda: hopfield_capacity(key, 0, 8, 1.0), "n_patterns"),
         (lambda: hopfield_capacity(key, 8, 0, 1.0), "dim"),

@@ -175,8 +175,8 @@ def test_instability_observables_run_on_a_network_and_match_the_exact_ones(key):
     x = jax.random.normal(key, (2,))
     for a, b in [
         (td.susceptibility_trace(net, sched, T, key, x), td.susceptibility_trace(ens, sched, T, key, x)),
-        (td.class_change_probability(net, sched, T, key, ens.sample(key, 64), steps=20, classify=lambda v: v[0] > 0),
-         td.class_change_probability(ens, sched, T, key, ens.sample(key, 64), steps=20, classify=lambda v: v[0] > 0)),
+        (td.class_change_probability(net, sched, T, key, y=ens.sample(key, 64), steps=20, classify=lambda v: v[0] > 0),
+         td.class_change_probability(ens, sched, T, key, y=ens.sample(key, 64), steps=20, classify=lambda v: v[0] > 0)),
     ]:
         np.testing.assert_allclose(a.value, b.value, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(td.perturbation_response(net, sched, T, key, x, steps=20),

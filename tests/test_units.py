@@ -129,9 +129,9 @@ def test_noise_conventions_rejects_bad_T(T, match):
 
 
 def test_noise_conventions_rejects_bad_schedules():
-    with pytest.raises(TypeError, match="ddpm"):
+    with pytest.raises(TypeError, match="ddpm must be a DDPM schedule or None"):
         noise_conventions(1.0, ddpm=VP())
-    with pytest.raises(TypeError, match="vp"):
+    with pytest.raises(TypeError, match="vp must be a VP schedule or None"):
         noise_conventions(1.0, vp=OU())
 
 

@@ -65,11 +65,13 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "Basins", "basins", "bifurcation_tree", "BifurcationTree", "descend", "first_split",
         "first_split_temperature", "FirstSplit", "SplitNode",
     ),
-    "._memory": (
+    "._condensation": (
         "collapse_temperature", "collapse_temperature_from_data", "Condensation", "excess_entropy",
-        "ExcessEntropy", "hopfield_capacity", "hopfield_capacity_prediction", "hopfield_energy",
+        "ExcessEntropy", "posterior_condensation", "rem_entropy",
+    ),
+    "._hopfield": (
+        "hopfield_capacity", "hopfield_capacity_prediction", "hopfield_energy",
         "hopfield_fixed_points", "hopfield_update", "HopfieldFixedPoints",
-        "posterior_condensation", "rem_entropy",
     ),
     "._meanfield": (
         "critical_exponents", "critical_temperature", "Exponent", "fixed_point",

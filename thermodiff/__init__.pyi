@@ -51,20 +51,22 @@ from ._hierarchy import (
     FirstSplit as FirstSplit,
     SplitNode as SplitNode,
 )
-from ._memory import (
+from ._condensation import (
     collapse_temperature as collapse_temperature,
     collapse_temperature_from_data as collapse_temperature_from_data,
     Condensation as Condensation,
     excess_entropy as excess_entropy,
     ExcessEntropy as ExcessEntropy,
+    posterior_condensation as posterior_condensation,
+    rem_entropy as rem_entropy,
+)
+from ._hopfield import (
     hopfield_capacity as hopfield_capacity,
     hopfield_capacity_prediction as hopfield_capacity_prediction,
     hopfield_energy as hopfield_energy,
     hopfield_fixed_points as hopfield_fixed_points,
     hopfield_update as hopfield_update,
     HopfieldFixedPoints as HopfieldFixedPoints,
-    posterior_condensation as posterior_condensation,
-    rem_entropy as rem_entropy,
 )
 from ._meanfield import (
     critical_exponents as critical_exponents,

@@ -242,7 +242,7 @@ def _pct(spec, k) -> str:
 
 def _memorization_prediction(data: _Data, spec: dict, plan, key):
     """The REM threshold (closed form) and the zero of the excess entropy (Monte Carlo)."""
-    from ._memory import collapse_temperature, collapse_temperature_from_data
+    from ._condensation import collapse_temperature, collapse_temperature_from_data
 
     n, d = data.X.shape
     s2 = spec["mean_variance"]

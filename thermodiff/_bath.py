@@ -55,7 +55,16 @@ from ._ensembles._finite import FiniteDataset
 from ._ensembles._mixture import GaussianMixture
 from ._ensembles._two_deltas import TwoDeltas
 from ._random import normal as _normal
-from ._validate import check_positive, check_temperature, concrete
+from ._validate import (
+    check_int,
+    check_key,
+    check_positive,
+    check_temperature,
+    check_temperature_scalar,
+    concrete,
+    guard_temperature,
+    is_concrete,
+)
 
 _SUPPORTED_MC = (TwoDeltas, FiniteDataset, GaussianMixture)
 
@@ -163,10 +172,10 @@ def _order_parameter_axis(ensemble: AbstractEnsemble) -> tuple[Array, Array]:
     return ensemble.mean(), v * scale
 
 
-def _check_int(name: str, value, lo: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-    return int(value)
+def _check_int(name: str, value, lo: int = 1, hi: int = 10**7) -> int:
+    """An integer in [lo, hi]: sites, sweeps and chains are held in memory at once (10^7 caps
+    any of them well below XLA's int32 sizes; their product is checked where it is formed)."""
+    return check_int(name, value, lo, hi)
 
 
 # ---------------------------------------------------------------------------------- the bath
@@ -213,11 +222,9 @@ class GenerativeBath(eqx.Module):
 
     def _checked_T(self, T, what: str) -> Array:
         self._two_deltas(what)
+        check_temperature_scalar(T)
         T = as_float_array("T", T)
-        if T.ndim != 0:
-            raise ValueError(f"T must be a scalar (use jax.vmap over temperatures), got shape {T.shape}")
-        check_temperature(T)
-        return T
+        return T if is_concrete(T) else guard_temperature(T)  # traced: an invalid T gives NaN
 
     def magnetization_distribution(self, T: RealScalarLike) -> tuple[Array, Array]:
         """The exact law of the bath magnetization for two deltas (theory section 7).
@@ -231,6 +238,7 @@ class GenerativeBath(eqx.Module):
 
         **Returns:** ``(m, p)``, both of shape (M + 1,): the magnetization values and their
         probabilities.
+        Under jit: an invalid T gives NaN.
         """
         return _sector_law(self, self._checked_T(T, "the magnetization law"))
 
@@ -249,6 +257,7 @@ class GenerativeBath(eqx.Module):
 
         **Returns:** a ``BathMoments`` (m2, m4, abs_m, binder, susceptibility (connected,
         M(<m^2> - <|m|>^2)/T) and susceptibility_m2 (M <m^2>/T)).
+        Under jit: an invalid T gives NaN.
         """
         return _exact_moments(self, self._checked_T(T, "exact_moments"))
 
@@ -290,6 +299,7 @@ class GenerativeBath(eqx.Module):
 
         **Returns:** a ``BathTrajectory`` of n_sweeps records. One sweep is M site updates.
         """
+        check_key("key", key)
         ens = self.ensemble
         if not isinstance(ens, _SUPPORTED_MC):
             raise TypeError(_unsupported_message(ens))
@@ -369,6 +379,7 @@ class GenerativeBath(eqx.Module):
 
         **Returns:** a ``BathTrajectory``.
         """
+        check_key("key", key)
         n_sweeps = _check_int("n_sweeps", n_sweeps, lo=2)
         T_hi = as_float_array("T_hi", T_hi)
         T_lo = as_float_array("T_lo", T_lo)
@@ -406,6 +417,7 @@ class GenerativeBath(eqx.Module):
 
         **Returns:** a ``BathTrajectory`` whose leaves carry leading axes (n_T, n_chains).
         """
+        check_key("key", key)
         n_chains = _check_int("n_chains", n_chains)
         n_sweeps = _check_int("n_sweeps", n_sweeps)
         temperatures = as_float_array("temperatures", temperatures)

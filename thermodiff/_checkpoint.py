@@ -70,8 +70,7 @@ def schedule_spec(schedule: AbstractSchedule) -> dict:
     if isinstance(schedule, OU):
         return dict(name="OU", t_max=f(schedule.ou_t_max))
     if isinstance(schedule, DDPM):
-        la = np.asarray(schedule.log_abar, np.float64)
-        return dict(name="DDPM", betas=(1 - np.exp(np.diff(la))).tolist())
+        return dict(name="DDPM", betas=np.asarray(schedule.betas, np.float64).tolist())
     if isinstance(schedule, Cosine):
         return dict(name="Cosine", offset=f(schedule.offset), t_max=f(schedule.cos_t_max))
     raise TypeError(f"cannot describe schedule {type(schedule).__name__} in a checkpoint")

@@ -40,10 +40,10 @@ from ._ensembles._base import AbstractEnsemble, as_float_array
 from ._ensembles._finite import FiniteDataset
 from ._ensembles._mixture import GaussianMixture
 from ._ensembles._two_deltas import TwoDeltas
-from ._samplers import AbstractSolver, EulerMaruyama, KarrasGrid, time_grid
+from ._samplers import AbstractSolver, EulerMaruyama, KarrasGrid
 from ._schedules import AbstractSchedule, VP
 from ._speciation import measure_collapse
-from ._validate import check_temperature
+from ._validate import check_key, check_temperature
 
 
 @dataclasses.dataclass
@@ -133,7 +133,7 @@ def _crossing(Ts, y, se, level):
     """(T*, stderr) where y(T) crosses ``level``, linear between the bracketing points, with the
     stderr of the two bracketing values propagated; (None, None) without a crossing."""
     try:
-        T_star = speciation_temperature(Ts, y, level)
+        T_star = speciation_temperature(Ts, y, level=level)
     except ValueError:
         return None, None
     order = np.argsort(Ts)
@@ -187,6 +187,7 @@ def compare_to_exact(
 
     **Returns:** a ``ModelComparison``.
     """
+    check_key("key", key)
     ens = train if isinstance(train, FiniteDataset) else FiniteDataset(as_float_array("train", train, ndim=2))
     Ts = np.sort(np.asarray(temperatures, np.float64).reshape(-1))[::-1]
     if Ts.size < 2:
@@ -264,10 +265,10 @@ def _cloning(cols, errs, model, ens, population, source, schedule, Ts, key, labe
     T_end = float(Ts.min()) / 30 if T_end is None else T_end
     if classify is None:
         if population is not None and _has_classes(population):
-            t_end = time_grid(schedule, 1, T_start=float(Ts.max()) * 2, T_end=T_end)[-1]
+            t_end = schedule.time_at_temperature(T_end)
             classify = _default_classifier(population, schedule, t_end, None)
         elif labels is not None:
-            t_end = time_grid(schedule, 1, T_start=float(Ts.max()) * 2, T_end=T_end)[-1]
+            t_end = schedule.time_at_temperature(T_end)
             classify = _default_classifier(ens, schedule, t_end, np.asarray(labels, np.int32))
         else:
             return  # no classes to compare: the phi columns stay NaN

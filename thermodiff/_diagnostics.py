@@ -34,7 +34,7 @@ from ._nets import Preconditioned
 from ._samplers import AbstractSolver, KarrasGrid, ProbabilityFlowHeun, sample, time_grid
 from ._schedules import AbstractSchedule, VP
 from ._speciation import nearest_points
-from ._validate import check_temperature
+from ._validate import check_finite, check_key, check_scalar, check_size, check_temperature
 
 #: A generated sample counts as memorised when d_1/d_2 < 1/3 (theory section 10).
 MEMORIZED_RATIO = 1.0 / 3.0
@@ -60,6 +60,7 @@ def _as_train(train) -> FiniteDataset:
     if isinstance(train, FiniteDataset):
         return train
     pts = as_float_array("train", train, ndim=2)
+    check_finite("train", pts)
     return FiniteDataset(pts)
 
 
@@ -74,8 +75,8 @@ def _mean_se(v):
 
 
 def _check_n(name, n, lo=2):
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {n!r}")
+    """A count of states or samples: an integer in [lo, 10^8] (each is a d-vector held at once)."""
+    check_size(name, n, lo, 10**8)
 
 
 # ----------------------------------------------------------------------------- losses
@@ -85,6 +86,7 @@ def irreducible_loss(train, T, key: Key, *, n_states: int = 1024) -> Estimate:
     **Arguments:** ``train``: the training set (N, d) or a ``FiniteDataset``; ``T`` > 0 (VE);
     ``key``; ``n_states`` >= 2 Monte Carlo states.
     """
+    check_key("key", key)
     check_temperature(T)
     _check_n("n_states", n_states)
     ens = _as_train(train)
@@ -105,6 +107,7 @@ def excess_loss(model, train, T, key: Key, *, n_states: int = 1024, schedule=Non
     **Arguments:** ``model``: a ``Preconditioned`` net, an ensemble, or any sampler model (then
     ``schedule`` maps T to its time, default VP); the rest as ``irreducible_loss``.
     """
+    check_key("key", key)
     check_temperature(T)
     _check_n("n_states", n_states)
     ens = _as_train(train)
@@ -122,6 +125,7 @@ _excess = eqx.filter_jit(_excess_raw)
 
 def denoising_loss(model, train, T, key: Key, *, n_states: int = 1024, schedule=None) -> Estimate:
     """L(T) = E|D(y + sqrt(T) z, T) - y|^2 over the training set: the unweighted DSM loss at T."""
+    check_key("key", key)
     check_temperature(T)
     _check_n("n_states", n_states)
     ens = _as_train(train)
@@ -146,6 +150,7 @@ def generalization_error(model, reference, T, key: Key, *, n_states: int = 1024,
       a *proxy* that is only meaningful above the held-out set's own collapse temperature.
     - ``T``, ``key``, ``n_states``, ``schedule``: as in ``excess_loss``.
     """
+    check_key("key", key)
     check_temperature(T)
     _check_n("n_states", n_states)
     ens = reference if isinstance(reference, AbstractEnsemble) else _as_train(reference)
@@ -164,7 +169,7 @@ _generalization = eqx.filter_jit(_generalization_raw)
 
 
 # ----------------------------------------------------------------------------- memorisation
-def memorization_fraction(samples, train, key: Key | None = None, *, n_boot: int = 1000,
+def memorization_fraction(samples, train, *, key: Key | None = None, n_boot: int = 1000,
                           ratio: float = MEMORIZED_RATIO) -> Estimate:
     """f_mem = P(d_1/d_2 < ratio) of samples against a training set, with a bootstrap stderr.
 
@@ -176,13 +181,17 @@ def memorization_fraction(samples, train, key: Key | None = None, *, n_boot: int
 
     **Returns:** ``Estimate(f_mem, bootstrap standard error)``.
     """
+    if key is not None:
+        check_key("key", key)
     ens = _as_train(train)
     if ens.n_points < 2:
         raise ValueError("train must hold at least 2 points (f_mem compares the two nearest)")
     s = as_float_array("samples", samples, ndim=2)
     if s.shape[1] != ens.dim or s.shape[0] < 1:
         raise ValueError(f"samples must have shape (S >= 1, {ens.dim}), got {s.shape}")
+    check_finite("samples", s)
     _check_n("n_boot", n_boot)
+    check_scalar("ratio", ratio, what="a threshold in (0, 1)")
     if not 0 < ratio < 1:
         raise ValueError(f"ratio must lie in (0, 1), got {ratio!r}")
     key = jax.random.key(0) if key is None else key
@@ -216,6 +225,7 @@ def generate(model, key: Key, n: int, *, dim: int | None = None, schedule: Abstr
 
     **Returns:** samples of shape (n, d).
     """
+    check_key("key", key)
     _check_n("n", n, 1)
     schedule = VP() if schedule is None else schedule
     solver = ProbabilityFlowHeun() if solver is None else solver
@@ -228,7 +238,7 @@ def generate(model, key: Key, n: int, *, dim: int | None = None, schedule: Abstr
     sd = float(getattr(model, "sigma_data", 1.0) if sigma_data is None else sigma_data)
     mu = getattr(model, "data_mean", None) if mean is None else mean
     mu = jnp.zeros((d,)) if mu is None else jnp.asarray(mu)
-    T_start = 1e3 * sd**2 if T_start is None else T_start
+    T_start = min(1e3 * sd**2, schedule.max_temperature()) if T_start is None else T_start  # the schedule's top at most
     T_end = 1e-4 * sd**2 if T_end is None else T_end
     ts = time_grid(schedule, steps, KarrasGrid(), T_start=T_start, T_end=T_end)
     return _generate(as_model(model, schedule), schedule, solver, key, n, ts, mu, jnp.asarray(sd, mu.dtype))
@@ -280,7 +290,7 @@ class Diagnostics(eqx.Module):
     evaluate: str = eqx.field(static=True)
     n_floor: int = eqx.field(static=True)
 
-    def __init__(self, temperatures, population=None, held_out=None, *, n_states: int = 256, n_samples: int = 256,
+    def __init__(self, temperatures, population=None, *, held_out=None, n_states: int = 256, n_samples: int = 256,
                  sample_steps: int = 32, n_logs: int = 16, evaluate: str = "ema", n_floor: int = 256):
         Ts = as_float_array("temperatures", temperatures)
         if Ts.ndim != 1 or Ts.shape[0] < 1:
@@ -323,6 +333,7 @@ class Diagnostics(eqx.Module):
         """I(T) on the grid with its stderr; and, given ``T_law = (T samples, weights)``, the
         lowest value of the training objective E_T[lambda I]/d (the loss curve's floor) with its
         standard error over the drawn temperatures."""
+        check_key("key", key)
         ens = masked_dataset(points, n_valid)
         k1, k2 = jax.random.split(key)
         irr = lambda T, k: _irreducible_raw(ens, T, k, self.n_states)
@@ -354,7 +365,8 @@ class Diagnostics(eqx.Module):
         if self.n_samples:
             sd = model.sigma_data
             sched = VP()
-            ts = time_grid(sched, self.sample_steps, KarrasGrid(), T_start=1e3 * sd**2, T_end=1e-4 * sd**2)
+            T_top = jnp.minimum(1e3 * sd**2, sched.max_temperature())  # sd may be traced (inside td.train)
+            ts = time_grid(sched, self.sample_steps, KarrasGrid(), T_start=T_top, T_end=1e-4 * sd**2)
             x = _generate_raw(model, sched, ProbabilityFlowHeun(), ks, self.n_samples, ts, model.data_mean, sd)
             fm = _fmem_raw(x, ens, kb, 500, MEMORIZED_RATIO)
             out.update(f_mem=fm.value, f_mem_se=fm.stderr)

@@ -36,7 +36,19 @@ from ._ensembles._two_deltas import TwoDeltas
 from ._models import as_model
 from ._samplers import AbstractGrid, AbstractSolver, EulerMaruyama, sample, time_grid
 from ._schedules import AbstractSchedule
-from ._validate import check_temperature, is_concrete
+from ._validate import (
+    check_int,
+    check_key,
+    check_finite,
+    check_range,
+    check_real,
+    check_scalar,
+    check_size,
+    check_temperature,
+    check_temperature_scalar,
+    guard_temperature,
+    is_concrete,
+)
 
 #: phi(T_c) for two deltas (and at Biroli's t_S): E_z[(1 + tanh^2(1 + z))/2], z ~ N(0, 1).
 PHI_CRITICAL = 0.7752002453966634
@@ -50,38 +62,61 @@ class Estimate(eqx.Module):
 
 
 # ----------------------------------------------------------------------------- classes
-def class_posterior(ensemble: AbstractEnsemble, x: Vector, T: RealScalarLike, labels=None, n_classes: int | None = None) -> Array:
+def class_posterior(
+    ensemble: AbstractEnsemble, x: Vector, T: RealScalarLike, *, labels=None, n_classes: int | None = None
+) -> Array:
     """P(c | x) at temperature T: the posterior over the ensemble's classes (theory section 6; VE picture,
 T the VE-equivalent noise variance).
 
     Classes are the two deltas (+mu first), the components of a ``GaussianMixture``, or, for a
     ``FiniteDataset``, the given integer ``labels`` (shape (N,), values 0..C-1) or each training
     point on its own when ``labels`` is None (``n_classes`` defaults to max(labels) + 1; give it
-    when ``labels`` is traced).
+    when ``labels`` is traced, an integer in [1, 10^6]).
+
+    Under jit: an invalid T or a non-finite x gives NaN probabilities.
     """
+    if not isinstance(ensemble, (TwoDeltas, GaussianMixture, FiniteDataset)):
+        raise TypeError(
+            "ensemble must be a TwoDeltas, GaussianMixture or FiniteDataset (class posteriors are "
+            f"exact for those; for others pass classify= and simulate), got {type(ensemble).__name__}"
+        )
+    x, T = ensemble._check(x, T)
     if isinstance(ensemble, TwoDeltas):
         th = jnp.tanh(jnp.dot(ensemble.mu, x) / T)
         return jnp.stack([(1 + th) / 2, (1 - th) / 2])
     if isinstance(ensemble, GaussianMixture):
         return ensemble.responsibilities(x, T)
-    if isinstance(ensemble, FiniteDataset):
-        w = ensemble.posterior_weights(x, T)
-        if labels is None:
-            return w
-        if is_concrete(labels):  # a negative or too large label would silently drop its weight
-            lab = np.asarray(labels)
-            top = None if n_classes is None else int(n_classes)
-            if (lab.shape != (ensemble.n_points,) or not np.issubdtype(lab.dtype, np.integer) or lab.min() < 0
-                    or (top is not None and lab.max() >= top)):
-                raise ValueError(f"labels must be integers in [0, n_classes) of shape ({ensemble.n_points},), got "
-                                 f"{lab.dtype} {lab.shape} with values in [{lab.min()}, {lab.max()}]")
+    if labels is None and n_classes is not None:
+        raise ValueError("n_classes needs labels (without labels every training point is its own class)")
+    if n_classes is not None:
+        n_classes = check_int("n_classes", n_classes, 1, _MAX_CLASSES)
+    w = ensemble.posterior_weights(x, T)
+    if labels is None:
+        return w
+    if is_concrete(labels):  # a negative or too large label would silently drop its weight
+        check_real("labels", labels, what="an integer array of class labels")
+        lab = np.asarray(labels)
+        top = _MAX_CLASSES if n_classes is None else n_classes
+        if (lab.shape != (ensemble.n_points,) or not np.issubdtype(lab.dtype, np.integer) or lab.min() < 0
+                or lab.max() >= top):
+            raise ValueError(f"labels must be integers in [0, n_classes) of shape ({ensemble.n_points},), got "
+                             f"{lab.dtype} {lab.shape} with values in [{lab.min()}, {lab.max()}]")
         if n_classes is None:
-            n_classes = int(np.max(np.asarray(labels))) + 1
-        return jax.ops.segment_sum(w, labels, num_segments=n_classes)
-    raise TypeError(
-        "class posteriors are defined for TwoDeltas, GaussianMixture and FiniteDataset (with labels); "
-        f"got {type(ensemble).__name__}: pass classify= and simulate instead"
-    )
+            n_classes = int(lab.max()) + 1
+    elif n_classes is None:
+        raise ValueError("n_classes must be given when labels are traced (the number of classes is a static shape)")
+    return jax.ops.segment_sum(w, labels, num_segments=n_classes)
+
+
+_MAX_CLASSES = 10**6
+_MAX_DRAWS = 10**8  # pairs, states or data points drawn at once (each a full trajectory)
+
+
+def _check_schedule(schedule, *, allow_none: bool = False) -> None:
+    if schedule is None and allow_none:
+        return
+    if not isinstance(schedule, AbstractSchedule):
+        raise TypeError(f"schedule must be an AbstractSchedule (VE, VP, DDPM, OU, Cosine), got {type(schedule).__name__}")
 
 
 def _check_labels(ensemble, labels):
@@ -155,22 +190,25 @@ def cloning_probability(
     - ``x_T``: states at T, shape (n_pairs, d), for non-ensemble models.
 
     **Returns:** ``Estimate(value, stderr)``.
+    Under jit: an invalid T gives NaN.
     """
-    check_temperature(T)
-    if isinstance(n_pairs, bool) or not isinstance(n_pairs, (int, np.integer)) or n_pairs < 1:
-        raise ValueError(f"n_pairs must be an integer >= 1, got {n_pairs!r}")
+    check_temperature_scalar(T)
+    n_pairs = check_size("n_pairs", n_pairs, 1, _MAX_DRAWS)
+    if key is not None:
+        check_key("key", key)
+    _check_schedule(schedule, allow_none=True)
     ens = model.ensemble if isinstance(model, Diffused) else model
     labels = _check_labels(ens, labels) if isinstance(ens, AbstractEnsemble) else labels
     if key is None:
         if not isinstance(ens, AbstractEnsemble):
             raise ValueError("the exact cloning probability needs an ensemble; give key= to simulate a model")
-        T = jnp.asarray(T, jnp.result_type(float))
+        T = guard_temperature(jnp.asarray(T, jnp.result_type(float)))
         if isinstance(ens, TwoDeltas):
             return Estimate(_phi_two_deltas(ens, T), jnp.zeros_like(T))
         n_classes = None if labels is None else int(np.max(np.asarray(labels))) + 1
         y = ens.sample(jax.random.key(0), n_pairs)
         x = y + jnp.sqrt(T) * jax.random.normal(jax.random.key(1), y.shape, y.dtype)
-        s = jax.vmap(lambda xi: jnp.sum(class_posterior(ens, xi, T, labels, n_classes) ** 2))(x)
+        s = jax.vmap(lambda xi: jnp.sum(class_posterior(ens, xi, T, labels=labels, n_classes=n_classes) ** 2))(x)
         return Estimate(jnp.mean(s), jnp.std(s) / np.sqrt(n_pairs))
 
     if schedule is None:
@@ -208,7 +246,7 @@ class _PosteriorClassifier(eqx.Module):
     n_classes: int | None = eqx.field(static=True)
 
     def __call__(self, x):
-        return jnp.argmax(class_posterior(self.ensemble, x / self.theta, self.T_end, self.labels, self.n_classes))
+        return jnp.argmax(class_posterior(self.ensemble, x / self.theta, self.T_end, labels=self.labels, n_classes=self.n_classes))
 
 
 def _default_classifier(ens, schedule, t_end, labels):
@@ -232,8 +270,8 @@ def class_change_probability(
     schedule: AbstractSchedule,
     T: RealScalarLike,
     key: Key,
-    y: Array | None = None,
     *,
+    y: Array | None = None,
     n: int = 4096,
     solver: AbstractSolver | None = None,
     steps: int = 100,
@@ -254,7 +292,10 @@ def class_change_probability(
 
     **Returns:** ``Estimate(value, stderr)``.
     """
-    check_temperature(T)
+    check_temperature_scalar(T)
+    check_key("key", key)
+    _check_schedule(schedule)
+    n = check_size("n", n, 1, _MAX_DRAWS)
     ens = model.ensemble if isinstance(model, Diffused) else model
     ky, kz, ks = jax.random.split(key, 3)
     if y is None:
@@ -287,8 +328,8 @@ def perturbation_response(
     T: RealScalarLike,
     key: Key,
     x_T: Vector,
-    v: Vector | None = None,
     *,
+    v: Vector | None = None,
     solver: AbstractSolver | None = None,
     steps: int = 100,
     grid: AbstractGrid | None = None,
@@ -307,7 +348,9 @@ def perturbation_response(
 
     **Returns:** the scalar response.
     """
-    check_temperature(T)
+    check_temperature_scalar(T)
+    check_key("key", key)
+    _check_schedule(schedule)
     solver = EulerMaruyama() if solver is None else solver
     ts = time_grid(schedule, steps, grid, T_start=T, T_end=T_end)
     kv, ks = jax.random.split(key)
@@ -315,6 +358,8 @@ def perturbation_response(
     if v is None:
         v = jax.random.normal(kv, x_T.shape, x_T.dtype)
     v = as_float_array("v", v, ndim=1)
+    check_finite("x_T", x_T)
+    check_finite("v", v)
     if v.shape != x_T.shape:
         raise ValueError(f"v must have the shape of x_T {x_T.shape}, got {v.shape}")
     m = as_model(model, schedule)
@@ -337,11 +382,13 @@ def susceptibility_trace(
 
     **Returns:** ``Estimate(value, stderr)`` (stderr over the probes).
     """
-    check_temperature(T)
-    if isinstance(n_probes, bool) or not isinstance(n_probes, (int, np.integer)) or n_probes < 1:
-        raise ValueError(f"n_probes must be an integer >= 1, got {n_probes!r}")
+    check_temperature_scalar(T)
+    check_key("key", key)
+    _check_schedule(schedule)
+    n_probes = check_size("n_probes", n_probes, 1, 10**6)
     m = as_model(model, schedule)
     x = as_float_array("x", x, ndim=1)
+    check_finite("x", x)
     t = schedule.time_at_temperature(T)
     theta = schedule.signal_scale(t)
     f = lambda xi: m.denoise(xi, t, schedule)
@@ -356,23 +403,31 @@ def decision_sensitivity(ensemble: TwoDeltas, T: RealScalarLike) -> Array:
 
     How strongly the eventual class responds to a nudge at temperature T (theory section 6 note);
     its maximum lies below T_c (at T = 0.6630 a^2 by this definition), not at T_c.
+    Under jit: an invalid T gives NaN.
     """
     if not isinstance(ensemble, TwoDeltas):
-        raise TypeError(f"decision_sensitivity is exact for TwoDeltas only, got {type(ensemble).__name__}")
-    check_temperature(T)
+        raise TypeError(f"ensemble must be a TwoDeltas (decision_sensitivity is exact for it only), got {type(ensemble).__name__}")
+    check_temperature_scalar(T)
+    T = T if is_concrete(T) else guard_temperature(T)
     a, u, w = _two_delta_field(ensemble, T)
     return a / (2 * T) * jnp.sum(w / jnp.cosh(u) ** 2)
 
 
-def speciation_temperature(temperatures, phi, level: float = PHI_CRITICAL) -> float:
+def speciation_temperature(temperatures, phi, *, level: float = PHI_CRITICAL) -> float:
     """The temperature where a measured cloning curve phi(T) crosses ``level`` (0.775200).
 
     Linear interpolation between the bracketing points of the (monotone decreasing in T) curve;
     compare with ``td.critical_temperature`` (theory section 6: phi(T_c) = 0.775200).
     """
+    check_real("temperatures", temperatures, what="a 1-D array of temperatures")
+    check_real("phi", phi, what="a 1-D array of cloning probabilities")
+    check_scalar("level", level, what="a probability level in (0, 1)")
+    check_range("level", level, 0.0, 1.0, lo_open=True, hi_open=True)
     Ts, ph = np.asarray(temperatures, float), np.asarray(phi, float)
     if Ts.ndim != 1 or Ts.shape != ph.shape or Ts.size < 2:
         raise ValueError(f"temperatures and phi must be 1-D of equal length >= 2, got {Ts.shape}, {ph.shape}")
+    check_temperature(Ts, "temperatures")
+    check_range("phi", ph, 0.0, 1.0)
     order = np.argsort(Ts)
     Ts, ph = Ts[order], ph[order]
     above = ph - level

@@ -51,7 +51,16 @@ from ._ensembles._base import AbstractEnsemble, as_float_array, ensemble_dtype
 from ._ensembles._finite import FiniteDataset
 from ._ensembles._mixture import GaussianMixture
 from ._ensembles._two_deltas import TwoDeltas
-from ._validate import check_finite, check_temperature, concrete
+from ._validate import (
+    check_finite,
+    check_int,
+    check_real,
+    check_temperature,
+    check_temperature_scalar,
+    concrete,
+    guard_temperature,
+    is_concrete,
+)
 
 # Descent settings (see the module docstring).
 _N_CCCP = 40  # mean-shift steps at most before Newton takes over
@@ -93,6 +102,7 @@ def _check_starts(starts, dim: int, dtype):
 def _check_positive_float(name: str, value, allow_none: bool = True):
     if value is None and allow_none:
         return None
+    check_real(name, value, what="a finite scalar > 0")
     arr = concrete(value)
     if arr is None:
         return value
@@ -101,10 +111,9 @@ def _check_positive_float(name: str, value, allow_none: bool = True):
     return float(arr)
 
 
-def _check_int(name: str, value, lo: int):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-    return int(value)
+def _check_int(name: str, value, lo: int, hi: int = 10**5):
+    """An integer in [lo, hi]: temperatures and starts each cost a batched descent."""
+    return check_int(name, value, lo, hi)
 
 
 def _check_rtol(rtol):
@@ -284,9 +293,13 @@ def descend(ensemble: AbstractEnsemble, T: RealScalarLike, x0: Vector) -> tuple[
     **Returns:** ``(x, lambda_min, converged)``: the end point, the smallest eigenvalue of the
     Hessian I - Cov[y|x]/T there (>= 0 at a minimum, ~0 at a bifurcation) and whether the Newton
     step fell below 1e-9 times the data scale.
+    Under jit: an invalid T gives NaN.
     """
     _check_ensemble(ensemble, supported=False)
-    check_temperature(T)
+    check_temperature_scalar(T)
+    check_real("x0", x0, what="a start state, a real vector")
+    if not is_concrete(T):
+        T = guard_temperature(T)
     dtype = ensemble_dtype(ensemble)
     x0 = jnp.asarray(x0, dtype)
     if x0.shape != (ensemble.dim,):
@@ -377,7 +390,7 @@ def basins(ensemble: AbstractEnsemble, T: RealScalarLike, starts, *, tol: float 
     ``lambda_min``, ``converged``, ``temperature``.
     """
     _check_ensemble(ensemble, supported=False)
-    check_temperature(T)
+    check_temperature_scalar(T)
     T = float(np.asarray(T))
     dtype = ensemble_dtype(ensemble)
     starts = np.asarray(_check_starts(starts, ensemble.dim, dtype))
@@ -1058,8 +1071,8 @@ def _first_split_impl(ensemble, starts, t_max, t_min, n_grid, rtol, tmin_factor)
 
 def first_split(
     ensemble: AbstractEnsemble,
-    starts=None,
     *,
+    starts=None,
     t_max: float | None = None,
     t_min: float | None = None,
     n_temperatures: int = 32,
@@ -1121,9 +1134,9 @@ def first_split(
     return _first_split_impl(ensemble, starts, t_max, t_min, n_temperatures, rtol, _default_tmin_factor(ensemble))
 
 
-def first_split_temperature(ensemble: AbstractEnsemble, starts=None, **kwargs) -> Scalar:
+def first_split_temperature(ensemble: AbstractEnsemble, *, starts=None, **kwargs) -> Scalar:
     """The temperature of the first split of the minima of Phi_T (theory 3, "First transition of
-    general data"): ``first_split(ensemble, starts, **kwargs).temperature``.
+    general data"): ``first_split(ensemble, starts=starts, **kwargs).temperature``.
 
     Equals ``critical_temperature(ensemble)`` for symmetric data whose first split is the
     pitchfork of the symmetric point (where lambda_max(Cov[y|x*])/T = 1; mixture +-mu, s^2:
@@ -1135,7 +1148,7 @@ def first_split_temperature(ensemble: AbstractEnsemble, starts=None, **kwargs) -
 
     **Returns:** a scalar temperature.
     """
-    return first_split(ensemble, starts, **kwargs).temperature
+    return first_split(ensemble, starts=starts, **kwargs).temperature
 
 
 __all__ = [

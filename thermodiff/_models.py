@@ -19,11 +19,21 @@ from typing import Callable
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 
 from ._custom_types import Array, RealScalarLike, Vector
 from ._ensembles._base import AbstractEnsemble
 from ._ensembles._diffused import Diffused
 from ._schedules import AbstractSchedule
+from ._validate import (
+    check_finite,
+    check_float32_range,
+    check_positive,
+    check_real,
+    check_scalar,
+    concrete,
+    is_concrete,
+)
 
 
 def _check_callable(fn, owner: str) -> None:
@@ -31,12 +41,40 @@ def _check_callable(fn, owner: str) -> None:
         raise TypeError(f"{owner}(fn): fn must be a callable fn(x, t), got {type(fn).__name__}")
 
 
+def _checked(x, t, schedule, dim: int | None = None):
+    """Validate a model call: one state x (shape (d,)), a scalar time t in the schedule's domain.
+
+    Eager calls raise; traced calls turn a non-finite x into NaN and rely on the schedule's own
+    NaN for an out-of-domain t (theory section 13).
+    """
+    if not isinstance(schedule, AbstractSchedule):
+        raise TypeError(f"schedule must be an AbstractSchedule (VE, VP, DDPM, OU, Cosine), got {type(schedule).__name__}")
+    check_scalar("t", t, what="a scalar diffusion time")
+    check_real("x", x, what="one state, a real vector")
+    shape = tuple(jnp.shape(x))
+    if len(shape) != 1 or (dim is not None and shape != (dim,)):
+        want = f"({dim},)" if dim is not None else "(d,)"
+        raise ValueError(f"x must have shape {want} (one state; use jax.vmap for batches), got shape {shape}")
+    check_finite("x", x)
+    tc = concrete(t)
+    if tc is not None:
+        schedule.temperature(t)  # raises for t outside [0, t_max]
+    x = jnp.asarray(x)
+    if not (is_concrete(x) and tc is not None):
+        ok = jnp.all(jnp.isfinite(x)) & jnp.isfinite(t) & (t >= schedule.t_min) & (t <= schedule.t_max)
+        x = jnp.where(ok, x, jnp.nan)  # a user's fn(x, t) may ignore t: poison the state too
+    return x
+
+
 class AbstractModel(eqx.Module):
     """A model of the data law seen through a schedule: it returns E[y | x_t]."""
 
     @abc.abstractmethod
     def denoise(self, x: Vector, t: RealScalarLike, schedule: AbstractSchedule) -> Vector:
-        """The clean-data estimate E[y | x_t] at state x (native coordinates) and time t."""
+        """The clean-data estimate E[y | x_t] at state x (native coordinates) and time t.
+
+        Under jit: an out-of-domain t or a non-finite x gives NaN.
+        """
 
     @property
     def dim(self) -> int | None:
@@ -44,13 +82,20 @@ class AbstractModel(eqx.Module):
         return None
 
     def score(self, x: Vector, t: RealScalarLike, schedule: AbstractSchedule) -> Vector:
-        """grad_x log p_t(x) = (theta D - x)/s^2."""
+        """grad_x log p_t(x) = (theta D - x)/s^2.
+
+        Under jit: an out-of-domain t or a non-finite x gives NaN.
+        """
+        x = _checked(x, t, schedule, self.dim)
         theta, s = schedule.signal_scale(t), schedule.noise_scale(t)
         return (theta * self.denoise(x, t, schedule) - x) / s**2
 
 
 class Exact(AbstractModel):
-    """The exact posterior mean of an ensemble: D = m_T(x/theta) (theory sections 1-2)."""
+    """The exact posterior mean of an ensemble: D = m_T(x/theta) (theory sections 1-2).
+
+    Under jit: an out-of-domain t or a non-finite x gives NaN (theory section 13).
+    """
 
     ensemble: AbstractEnsemble
 
@@ -59,12 +104,16 @@ class Exact(AbstractModel):
         return self.ensemble.dim
 
     def denoise(self, x, t, schedule):
+        x = _checked(x, t, schedule, self.dim)
         theta = schedule.signal_scale(t)
         return self.ensemble.denoiser(x / theta, schedule.temperature(t))
 
 
 class Score(AbstractModel):
-    """A score model ``fn(x, t) -> grad_x log p_t(x)`` (e.g. a trained equinox network)."""
+    """A score model ``fn(x, t) -> grad_x log p_t(x)`` (e.g. a trained equinox network).
+
+    Under jit: an out-of-domain t or a non-finite x gives NaN (theory section 13).
+    """
 
     fn: Callable
 
@@ -72,15 +121,20 @@ class Score(AbstractModel):
         _check_callable(self.fn, type(self).__name__)
 
     def denoise(self, x, t, schedule):
+        x = _checked(x, t, schedule)
         theta, s = schedule.signal_scale(t), schedule.noise_scale(t)
         return (x + s**2 * self.fn(x, t)) / theta
 
     def score(self, x, t, schedule):
+        x = _checked(x, t, schedule)
         return self.fn(x, t)
 
 
 class Denoiser(AbstractModel):
-    """A denoiser ``fn(x, t) -> E[y | x_t]`` (the x0-prediction parametrisation)."""
+    """A denoiser ``fn(x, t) -> E[y | x_t]`` (the x0-prediction parametrisation).
+
+    Under jit: an out-of-domain t or a non-finite x gives NaN (theory section 13).
+    """
 
     fn: Callable
 
@@ -88,11 +142,15 @@ class Denoiser(AbstractModel):
         _check_callable(self.fn, type(self).__name__)
 
     def denoise(self, x, t, schedule):
+        x = _checked(x, t, schedule)
         return self.fn(x, t)
 
 
 class NoisePrediction(AbstractModel):
-    """A noise predictor ``fn(x, t) -> E[z | x_t]`` (the epsilon parametrisation of DDPM)."""
+    """A noise predictor ``fn(x, t) -> E[z | x_t]`` (the epsilon parametrisation of DDPM).
+
+    Under jit: an out-of-domain t or a non-finite x gives NaN (theory section 13).
+    """
 
     fn: Callable
 
@@ -100,6 +158,7 @@ class NoisePrediction(AbstractModel):
         _check_callable(self.fn, type(self).__name__)
 
     def denoise(self, x, t, schedule):
+        x = _checked(x, t, schedule)
         theta, s = schedule.signal_scale(t), schedule.noise_scale(t)
         return (x - s * self.fn(x, t)) / theta
 
@@ -112,6 +171,8 @@ class Rescaled(AbstractModel):
     T' = a^2 T, so D'(u', T') = a D((u' - b)/a, T'/a^2) + b.
 
     **Arguments:** ``model`` (any sampler model of the raw data), ``a`` (> 0), ``b`` (scalar or (d,)).
+
+    Under jit: an out-of-domain t or a non-finite x gives NaN (theory section 13).
     """
 
     model: AbstractModel
@@ -119,13 +180,20 @@ class Rescaled(AbstractModel):
     b: Array
 
     def __init__(self, model, a, b=0.0):
-        if not float(a) > 0:
-            raise ValueError(f"a must be > 0 (allowed range: (0, inf)), got {a!r}")
+        check_scalar("a", a, what="a scale factor a > 0")
+        check_positive("a", a)
+        check_float32_range("a", a)
+        check_real("b", b, what="an offset (a scalar or a (d,) vector)")
+        if np.ndim(b) > 1 or np.size(b) == 0:
+            raise ValueError(f"b must be a scalar or a (d,) vector, got shape {np.shape(b)}")
+        check_finite("b", b)
+        check_float32_range("b", b)
         self.model = as_model(model)
         self.a = float(a)
         self.b = jnp.asarray(b, jnp.float32)
 
     def denoise(self, x, t, schedule):
+        x = _checked(x, t, schedule)
         theta, T = schedule.signal_scale(t), schedule.temperature(t)
         u = (x / theta - self.b) / self.a
         return self.a * denoise_ve(self.model, u, T / self.a**2, schedule) + self.b
@@ -167,6 +235,8 @@ def _same_schedule(a, b) -> bool:
 
 def denoise_ve(model: AbstractModel, u: Vector, T: RealScalarLike, schedule: AbstractSchedule) -> Array:
     """D at a VE-picture state u and temperature T, for any schedule (t = time_at_temperature)."""
+    if isinstance(model, Exact):  # an exact law needs no schedule time: any T > 0, even past T(t_max)
+        return model.ensemble.denoiser(u, T)
     t = schedule.time_at_temperature(T)
     return model.denoise(schedule.signal_scale(t) * u, t, schedule)
 

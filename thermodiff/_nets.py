@@ -37,16 +37,25 @@ import numpy as np
 from ._custom_types import Array, Key, RealScalarLike, Vector
 from ._models import AbstractModel
 from ._schedules import AbstractSchedule
-from ._validate import check_finite, check_temperature, concrete
+from ._validate import check_finite, check_float32_range, check_key, check_real, check_temperature, concrete
 
 PARAMETRIZATIONS = ("edm", "noise", "x0", "score")
 
 
-def _int_arg(name: str, value, lo: int, hi: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo or (hi is not None and value > hi):
-        rng = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name} must be an integer {rng}, got {value!r}")
+_MAX_WIDTH = 2**20  # any one size of a layer (dimension, width, channels, image side)
+
+
+def _int_arg(name: str, value, lo: int, hi: int = _MAX_WIDTH) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo or value > hi:
+        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
     return int(value)
+
+
+def _check_weights(**shapes) -> None:
+    """Every weight matrix must fit XLA's int32 element count (2^31 - 1)."""
+    for name, (a, b) in shapes.items():
+        if a * b > 2**31 - 1:
+            raise ValueError(f"{name} = {a} x {b} weights exceed 2^31 - 1 elements; reduce the network's size")
 
 
 def _even_arg(name: str, value) -> int:
@@ -179,11 +188,14 @@ class ResidualMLP(eqx.Module):
     out: eqx.nn.Linear
 
     def __init__(self, dim: int, width: int = 128, depth: int = 3, emb_dim: int = 64, hidden: int | None = None, *, key: Key):
+        check_key("key", key)
         self.dim = _int_arg("dim", dim, 1)
         self.width = _int_arg("width", width, 1)
         self.depth = _int_arg("depth", depth, 0)
         self.emb_dim = _even_arg("emb_dim", emb_dim)
         self.hidden = self.width if hidden is None else _int_arg("hidden", hidden, 1)
+        _check_weights(**{"dim x width": (self.dim, self.width), "width x hidden": (self.width, self.hidden),
+                          "emb_dim x width": (self.emb_dim, self.width * max(self.depth, 1))})
         self.embed = SinusoidalEmbedding(self.emb_dim)
         w, dim, depth, emb, hid = self.width, self.dim, self.depth, self.emb_dim, self.hidden
 
@@ -324,11 +336,12 @@ class UNet(eqx.Module):
     conv_out: eqx.nn.Conv2d
 
     def __init__(self, height: int, width: int, channels=(32, 64), emb_dim: int = 64, *, key: Key):
-        self.height = _int_arg("height", height, 2)
-        self.width = _int_arg("width", width, 2)
+        check_key("key", key)
+        self.height = _int_arg("height", height, 2, 4096)
+        self.width = _int_arg("width", width, 2, 4096)
         if not isinstance(channels, (tuple, list)) or len(channels) < 1:
             raise ValueError(f"channels must be a non-empty tuple of integers, got {channels!r}")
-        self.channels = tuple(_int_arg("channels[i]", c, 1) for c in channels)
+        self.channels = tuple(_int_arg("channels[i]", c, 1, 8192) for c in channels)
         self.emb_dim = _even_arg("emb_dim", emb_dim)
         self.embed = SinusoidalEmbedding(self.emb_dim)
         layers = _materialise(lambda k: _unet_layers(self.channels, self.emb_dim, k), key)
@@ -430,6 +443,8 @@ class Preconditioned(AbstractModel):
         d = network_dim(net)
         if parametrization not in PARAMETRIZATIONS:
             raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
+        check_real("sigma_data", sigma_data, what="a scalar data scale > 0")
+        check_float32_range("sigma_data", sigma_data)
         sd = jnp.asarray(sigma_data, jnp.result_type(float))
         if sd.ndim != 0:
             raise ValueError(f"sigma_data must be a scalar, got shape {sd.shape}")

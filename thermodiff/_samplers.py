@@ -40,7 +40,8 @@ from ._custom_types import Array, Key, Vector
 from ._models import AbstractModel, as_model
 from ._random import normal as _normal
 from ._schedules import AbstractSchedule
-from ._validate import check_finite, check_temperature, concrete
+from ._validate import check_finite, check_float32_range, check_key, check_real, check_temperature, concrete
+from ._validate import check_scalar, check_size, check_temperature_scalar, guard
 
 
 # ----------------------------------------------------------------------------- solvers
@@ -51,7 +52,36 @@ class AbstractSolver(eqx.Module):
 
     @abc.abstractmethod
     def step(self, model: AbstractModel, schedule: AbstractSchedule, t0, t1, x: Vector, key: Key) -> Vector:
-        """x at t1 given x at t0 (t1 < t0); ``key`` drives the step's noise."""
+        """x at t1 given x at t0 (t1 < t0); ``key`` drives the step's noise.
+
+        Under jit: an out-of-domain t0 or t1 gives NaN (through the schedule).
+        """
+
+
+def _check_step(model, schedule, t0, t1, x, key) -> None:
+    """Validate a direct call of ``solver.step`` (inside ``sample`` the values are traced and only
+    the types and shapes are checked; an invalid time then gives NaN through the schedule)."""
+    if not isinstance(model, AbstractModel):
+        raise TypeError(f"model must be an AbstractModel (wrap with td.Score/Denoiser/NoisePrediction; "
+                        f"td.sample wraps ensembles and callables for you), got {type(model).__name__}")
+    if not isinstance(schedule, AbstractSchedule):
+        raise TypeError(f"schedule must be an AbstractSchedule (VE, VP, DDPM, OU, Cosine), got {type(schedule).__name__}")
+    check_scalar("t0", t0, what="a scalar diffusion time")
+    check_scalar("t1", t1, what="a scalar diffusion time")
+    check_key("key", key)
+    check_real("x", x, what="one state, a real vector")
+    if len(jnp.shape(x)) != 1:
+        raise ValueError(f"x must be one state of shape (d,) (use jax.vmap for batches), got shape {jnp.shape(x)}")
+    check_finite("x", x)
+    c0, c1 = concrete(t0), concrete(t1)
+    if c0 is not None and c1 is not None:
+        for name, t in (("t0", t0), ("t1", t1)):
+            try:
+                schedule.temperature(t)  # in [0, t_max]
+            except ValueError as err:
+                raise ValueError(f"{name}: {err}") from None
+        if not c1 < c0:
+            raise ValueError(f"t1 must be < t0 (a reverse-time step), got t0 = {float(c0)!r}, t1 = {float(c1)!r}")
 
 
 def _sde_drift(model, schedule, x, t):
@@ -65,11 +95,15 @@ def _ode_drift(model, schedule, x, t):
 
 
 class EulerMaruyama(AbstractSolver):
-    """Euler-Maruyama for the reverse SDE: weak order 1, strong order 1/2."""
+    """Euler-Maruyama for the reverse SDE: weak order 1, strong order 1/2.
+
+    Under jit: an out-of-domain t0 or t1 gives NaN (through the schedule).
+    """
 
     evaluations: ClassVar[int] = 1
 
     def step(self, model, schedule, t0, t1, x, key):
+        _check_step(model, schedule, t0, t1, x, key)
         dt = t1 - t0
         dw = jnp.sqrt(-dt) * _normal(key, x.shape, x.dtype)
         return x + _sde_drift(model, schedule, x, t0) * dt + schedule.diffusion(t0) * dw
@@ -80,11 +114,14 @@ class StochasticHeun(AbstractSolver):
 
     The noise of the reverse SDE is additive (g depends on t only), so the Stratonovich and Ito
     solutions coincide; the trapezoidal drift makes the deterministic part second order.
+
+    Under jit: an out-of-domain t0 or t1 gives NaN (through the schedule).
     """
 
     evaluations: ClassVar[int] = 2
 
     def step(self, model, schedule, t0, t1, x, key):
+        _check_step(model, schedule, t0, t1, x, key)
         dt = t1 - t0
         dw = jnp.sqrt(-dt) * _normal(key, x.shape, x.dtype)
         g0, g1 = schedule.diffusion(t0), schedule.diffusion(t1)
@@ -95,20 +132,28 @@ class StochasticHeun(AbstractSolver):
 
 
 class ProbabilityFlowEuler(AbstractSolver):
-    """Explicit Euler for the probability-flow ODE (deterministic, order 1)."""
+    """Explicit Euler for the probability-flow ODE (deterministic, order 1).
+
+    Under jit: an out-of-domain t0 or t1 gives NaN (through the schedule).
+    """
 
     evaluations: ClassVar[int] = 1
 
     def step(self, model, schedule, t0, t1, x, key):
+        _check_step(model, schedule, t0, t1, x, key)
         return x + _ode_drift(model, schedule, x, t0) * (t1 - t0)
 
 
 class ProbabilityFlowHeun(AbstractSolver):
-    """Heun's method (explicit trapezoid) for the probability-flow ODE: order 2 (Karras et al.)."""
+    """Heun's method (explicit trapezoid) for the probability-flow ODE: order 2 (Karras et al.).
+
+    Under jit: an out-of-domain t0 or t1 gives NaN (through the schedule).
+    """
 
     evaluations: ClassVar[int] = 2
 
     def step(self, model, schedule, t0, t1, x, key):
+        _check_step(model, schedule, t0, t1, x, key)
         dt = t1 - t0
         b0 = _ode_drift(model, schedule, x, t0)
         b1 = _ode_drift(model, schedule, x + b0 * dt, t1)
@@ -131,17 +176,21 @@ class DDIM(AbstractSolver):
 
     **Arguments:**
     - ``eta``: stochasticity in [0, 1] (default 0).
+
+    Under jit: an out-of-domain t0 or t1 gives NaN (through the schedule).
     """
 
     eta: float = 0.0
     evaluations: ClassVar[int] = 1
 
     def __check_init__(self):
+        check_real("eta", self.eta, what="a real number in [0, 1]")
         e = concrete(self.eta)
         if e is not None and not (np.all(np.isfinite(e)) and np.all(e >= 0) and np.all(e <= 1)):
             raise ValueError(f"DDIM: eta must lie in [0, 1], got {e!r}")
 
     def step(self, model, schedule, t0, t1, x, key):
+        _check_step(model, schedule, t0, t1, x, key)
         u0, T0, _ = _ve(schedule, x, t0)
         theta1, T1 = schedule.signal_scale(t1), schedule.temperature(t1)
         D = model.denoise(x, t0, schedule)
@@ -162,12 +211,15 @@ class ExponentialEuler(AbstractSolver):
 
     **Arguments:**
     - ``ode``: integrate the probability-flow ODE instead of the reverse SDE (default False).
+
+    Under jit: an out-of-domain t0 or t1 gives NaN (through the schedule).
     """
 
     ode: bool = eqx.field(static=True, default=False)
     evaluations: ClassVar[int] = 1
 
     def step(self, model, schedule, t0, t1, x, key):
+        _check_step(model, schedule, t0, t1, x, key)
         u0, T0, _ = _ve(schedule, x, t0)
         theta1, T1 = schedule.signal_scale(t1), schedule.temperature(t1)
         D = model.denoise(x, t0, schedule)
@@ -192,6 +244,8 @@ class LangevinCorrector(AbstractSolver):
     - ``predictor``: any non-corrector solver.
     - ``snr``: signal-to-noise ratio of the Langevin steps, > 0 (default 0.16).
     - ``n_steps``: corrector steps per time step, >= 1 (default 1).
+
+    Under jit: an out-of-domain t0 or t1 gives NaN (through the schedule).
     """
 
     predictor: AbstractSolver
@@ -204,8 +258,8 @@ class LangevinCorrector(AbstractSolver):
                 "LangevinCorrector: predictor must be a (non-corrector) solver such as EulerMaruyama(), "
                 f"got {type(self.predictor).__name__}"
             )
-        if not isinstance(self.n_steps, (int, np.integer)) or self.n_steps < 1:
-            raise ValueError(f"LangevinCorrector: n_steps must be an integer >= 1, got {self.n_steps!r}")
+        check_size("n_steps", self.n_steps, 1, 1000)
+        check_real("snr", self.snr, what="a real number > 0")
         s = concrete(self.snr)
         if s is not None and not (np.all(np.isfinite(s)) and np.all(s > 0)):
             raise ValueError(f"LangevinCorrector: snr must be > 0, got {s!r}")
@@ -215,6 +269,7 @@ class LangevinCorrector(AbstractSolver):
         return self.predictor.evaluations + self.n_steps
 
     def step(self, model, schedule, t0, t1, x, key):
+        _check_step(model, schedule, t0, t1, x, key)
         kp, kc = jax.random.split(key)
         x = self.predictor.step(model, schedule, t0, t1, x, kp)
 
@@ -229,47 +284,98 @@ class LangevinCorrector(AbstractSolver):
 
 
 # ----------------------------------------------------------------------------- time grids
+MAX_STEPS = 10**7  # steps of one time grid (an array of steps + 1 times): a clear limit
+
+
+def _float(value) -> Array:
+    return jnp.asarray(value, jnp.result_type(value, float))
+
+
+def _grid_args(T_start, T_end, steps):
+    """The arguments every grid shares: eager calls are checked, traced ones guarded (NaN)."""
+    steps = check_size("steps", steps, 1, MAX_STEPS)
+    check_temperature_scalar(T_start, "T_start")
+    check_temperature_scalar(T_end, "T_end")
+    cs, ce = concrete(T_start), concrete(T_end)
+    if cs is not None and ce is not None and not float(cs) > float(ce):
+        raise ValueError(f"T_start must be > T_end (sampling cools), got T_start={float(cs)!r}, T_end={float(ce)!r}")
+    Ts, Te = _float(T_start), _float(T_end)
+    ok = jnp.isfinite(Ts) & jnp.isfinite(Te) & (Te > 0) & (Ts > Te)
+    return guard(Ts, ok), guard(Te, ok), steps
+
+
+def _check_schedule(schedule) -> None:
+    if not isinstance(schedule, AbstractSchedule):
+        raise TypeError(f"schedule must be an AbstractSchedule (VE, VP, DDPM, OU, Cosine), got {type(schedule).__name__}")
+
+
+def _check_grid_param(name: str, value, ok, allowed: str) -> None:
+    check_scalar(name, value, what="a real scalar")
+    check_float32_range(name, value)
+    c = concrete(value)
+    if c is not None and not (np.isfinite(c) and ok(float(c))):
+        raise ValueError(f"{name} must be {allowed}, got {float(c)!r}")
+
+
 class AbstractGrid(eqx.Module):
     """A rule placing steps + 1 diffusion times from T_start down to T_end (strictly decreasing)."""
 
     @abc.abstractmethod
     def times(self, schedule: AbstractSchedule, T_start, T_end, steps: int) -> Array:
-        """Strictly decreasing diffusion times, shape (steps + 1,), from T(t) = T_start to T_end."""
+        """Strictly decreasing diffusion times, shape (steps + 1,), from T(t) = T_start to T_end.
+
+        ``steps`` is an integer in [1, 10^7]; T_start > T_end > 0 are scalars that the schedule
+        reaches. Under jit: invalid T_start or T_end give NaN times.
+        """
 
 
 class UniformGrid(AbstractGrid):
     """Uniform in the schedule's own diffusion time t (the common default)."""
 
     def times(self, schedule, T_start, T_end, steps):
-        t0, t1 = schedule.time_at_temperature(T_start), schedule.time_at_temperature(T_end)
-        i = jnp.arange(steps + 1, dtype=jnp.result_type(t0, float)) / steps
-        return t0 + i * (t1 - t0)
+        _check_schedule(schedule)
+        T_start, T_end, steps = _grid_args(T_start, T_end, steps)
+        t0, t1 = schedule._time_at(T_start, "T_start"), schedule._time_at(T_end, "T_end")
+        k = jnp.arange(steps + 1, dtype=jnp.result_type(t0, float))
+        # weights (steps - k)/steps and k/steps: relative accuracy at both ends (t0 + i (t1 - t0)
+        # loses eps * t0 at the cold end: 5e-4 relative in float32 for VE()'s t0 = 100, t1 = 1e-3)
+        return t0 * ((steps - k) / steps) + t1 * (k / steps)
 
 
 class _TemperatureGrid(AbstractGrid):
     @abc.abstractmethod
     def temperatures(self, T_start, T_end, steps: int) -> Array:
-        """Strictly decreasing temperatures, shape (steps + 1,), from T_start to T_end."""
+        """Strictly decreasing temperatures, shape (steps + 1,), from T_start to T_end.
+
+        ``steps`` is an integer in [1, 10^7]; T_start > T_end > 0 scalars. Under jit: invalid
+        arguments or grid parameters give NaN temperatures.
+        """
 
     def times(self, schedule, T_start, T_end, steps):
-        return schedule.time_at_temperature(self.temperatures(T_start, T_end, steps))
+        _check_schedule(schedule)
+        T_start, T_end, steps = _grid_args(T_start, T_end, steps)
+        if concrete(T_start) is not None:  # name the bad end now (traced: NaN below)
+            schedule._time_at(T_start, "T_start"), schedule._time_at(T_end, "T_end")
+        ends = schedule.time_at_temperature(jnp.stack([T_start, T_end]))  # NaN if out of range (traced)
+        return guard(schedule.time_at_temperature(self.temperatures(T_start, T_end, steps)), jnp.all(jnp.isfinite(ends)))
 
 
 class KarrasGrid(_TemperatureGrid):
-    """Karras et al. (2022): sigma = sqrt(T) uniform in sigma^(1/rho); ``rho=7`` by default."""
+    """Karras et al. (2022): sigma = sqrt(T) uniform in sigma^(1/rho); ``rho=7`` by default
+    (a finite scalar > 0). Under jit: an invalid rho gives NaN temperatures."""
 
     rho: float = 7.0
 
     def __check_init__(self):
-        r = concrete(self.rho)
-        if r is not None and not (np.all(np.isfinite(r)) and np.all(r > 0)):
-            raise ValueError(f"KarrasGrid: rho must be > 0, got {r!r}")
+        _check_grid_param("rho", self.rho, lambda r: r > 0, "finite and > 0 (KarrasGrid's exponent)")
 
     def temperatures(self, T_start, T_end, steps):
+        T_start, T_end, steps = _grid_args(T_start, T_end, steps)
+        rho = jnp.asarray(self.rho)
         i = jnp.arange(steps + 1, dtype=jnp.result_type(T_start, float)) / steps
-        a, b = jnp.sqrt(T_start) ** (1 / self.rho), jnp.sqrt(T_end) ** (1 / self.rho)
-        sig = (a + i * (b - a)) ** self.rho
-        return (sig**2).at[0].set(T_start).at[-1].set(T_end)
+        a, b = jnp.sqrt(T_start) ** (1 / rho), jnp.sqrt(T_end) ** (1 / rho)
+        sig = (a + i * (b - a)) ** rho
+        return guard((sig**2).at[0].set(T_start).at[-1].set(T_end), jnp.isfinite(rho) & (rho > 0))
 
 
 class CriticalGrid(_TemperatureGrid):
@@ -297,13 +403,16 @@ class CriticalGrid(_TemperatureGrid):
     skew) starves the hot side and does worse than a uniform grid; ``python -m benchmarks
     --only accuracy`` compares the grids.
 
-    **Arguments:**
+    **Arguments** (real scalars):
     - ``T_c``: the critical temperature (e.g. ``td.critical_temperature(ensemble)``, or a
-      mixture's speciation point), > 0.
-    - ``width``: standard deviation of the bump in log T, > 0 (default 2.2).
-    - ``fraction``: share of steps in the bump, in [0, 1) (default 0.75).
+      mixture's speciation point), finite, > 0.
+    - ``width``: standard deviation of the bump in log T, finite, > 0 (default 2.2).
+    - ``fraction``: share of steps in the bump, in [0, 1) (default 0.75; 0 is uniform in log T).
     - ``skew``: centre of the bump above log T_c, in units of ``width`` (default 0.45; 0 centres
       it on T_c). Finite.
+
+    Under jit: invalid parameters (or T_start, T_end) give NaN temperatures. Float32: the
+    temperatures agree with float64 to 1e-5 relative (tests/test_schedule_domain.py).
     """
 
     T_c: float
@@ -312,16 +421,18 @@ class CriticalGrid(_TemperatureGrid):
     skew: float = 0.45
 
     def __check_init__(self):
-        check_temperature(self.T_c, "T_c")
-        w, f, s = concrete(self.width), concrete(self.fraction), concrete(self.skew)
-        if w is not None and not (np.all(np.isfinite(w)) and np.all(w > 0)):
-            raise ValueError(f"CriticalGrid: width must be > 0, got {w!r}")
-        if f is not None and not (np.all(np.isfinite(f)) and np.all(f >= 0) and np.all(f < 1)):
-            raise ValueError(f"CriticalGrid: fraction must lie in [0, 1), got {f!r}")
-        if s is not None and not np.all(np.isfinite(s)):
-            raise ValueError(f"CriticalGrid: skew must be finite, got {s!r}")
+        check_temperature_scalar(self.T_c, "T_c")
+        _check_grid_param("width", self.width, lambda w: w > 0, "finite and > 0 (the bump's standard deviation in log T)")
+        _check_grid_param("fraction", self.fraction, lambda f: 0 <= f < 1, "in [0, 1) (the share of steps in the bump)")
+        _check_grid_param("skew", self.skew, lambda s: True, "finite (the bump's shift in units of width)")
+
+    def _params_ok(self):
+        T_c, w, f, s = (jnp.asarray(v) for v in (self.T_c, self.width, self.fraction, self.skew))
+        finite = jnp.isfinite(T_c) & jnp.isfinite(w) & jnp.isfinite(f) & jnp.isfinite(s)
+        return finite & (T_c > 0) & (w > 0) & (f >= 0) & (f < 1)
 
     def temperatures(self, T_start, T_end, steps):
+        T_start, T_end, steps = _grid_args(T_start, T_end, steps)
         dtype = jnp.result_type(T_start, float)
         lo, hi = jnp.log(T_end), jnp.log(T_start)
         ell = jnp.linspace(lo, hi, 4097, dtype=dtype)
@@ -333,7 +444,7 @@ class CriticalGrid(_TemperatureGrid):
         cdf = cdf / cdf[-1]
         q = 1 - jnp.arange(steps + 1, dtype=dtype) / steps  # from T_start (cdf 1) down
         T = jnp.exp(jnp.interp(q, cdf, ell))
-        return T.at[0].set(T_start).at[-1].set(T_end)
+        return guard(T.at[0].set(T_start).at[-1].set(T_end), self._params_ok())
 
 
 def _default_range(schedule, T_start, T_end):
@@ -341,34 +452,45 @@ def _default_range(schedule, T_start, T_end):
         T_start = schedule.temperature(schedule.t_max)
     if T_end is None:
         T_end = jnp.maximum(schedule.temperature(schedule.t_min), 1e-4)
-    return jnp.asarray(T_start, jnp.result_type(T_start, float)), jnp.asarray(T_end, jnp.result_type(T_end, float))
+    return _float(T_start), _float(T_end)
 
 
 def time_grid(schedule: AbstractSchedule, steps: int, grid: AbstractGrid | None = None, *, T_start=None, T_end=None) -> Array:
-    """The sampler's diffusion times, shape (steps + 1,), strictly decreasing.
+    """The sampler's diffusion times, shape (steps + 1,), strictly decreasing (theory section 6).
 
     **Arguments:**
-    - ``schedule``: the forward process.
-    - ``steps``: number of steps, an integer >= 1.
+    - ``schedule``: the forward process (VE, VP, DDPM, OU, Cosine).
+    - ``steps``: number of steps, an integer in [1, 10^7].
     - ``grid``: ``UniformGrid()`` (uniform in t, default), ``KarrasGrid(rho)`` or
-      ``CriticalGrid(T_c, width, fraction, skew)``.
-    - ``T_start``, ``T_end``: temperatures of the first and last node. Defaults: T(t_max) and
-      max(T(t_min), 1e-4) (the schedule's range, stopped short of T = 0 where the score diverges).
+      ``CriticalGrid(T_c, width, fraction, skew)``; anything else is a TypeError.
+    - ``T_start``, ``T_end``: scalar temperatures of the first and last node, T_start > T_end > 0,
+      both in the schedule's range (0, T(t_max)] (VE geometric: [sigma_min^2, sigma_max^2]).
+      Defaults: T(t_max) and max(T(t_min), 1e-4) (the schedule's range, stopped short of T = 0
+      where the score diverges).
 
-    **Returns:** the times t_0 > t_1 > ... > t_steps.
+    **Returns:** the times t_0 > t_1 > ... > t_steps, in [0, t_max]. Under jit: invalid or
+    out-of-range T_start or T_end give NaN times. Float32 gives the float64 times to 1e-5
+    relative.
     """
-    _check_steps(steps)
+    _check_schedule(schedule)
+    steps = check_size("steps", steps, 1, MAX_STEPS)
     grid = UniformGrid() if grid is None else grid
     if not isinstance(grid, AbstractGrid):
         raise TypeError(f"grid must be UniformGrid(), KarrasGrid() or CriticalGrid(...), got {type(grid).__name__}")
     if T_start is not None:
-        check_temperature(T_start, "T_start")
+        check_temperature_scalar(T_start, "T_start")
     if T_end is not None:
-        check_temperature(T_end, "T_end")
+        check_temperature_scalar(T_end, "T_end")
     Ts, Te = _default_range(schedule, T_start, T_end)
     cs, ce = concrete(Ts), concrete(Te)
     if cs is not None and ce is not None and not cs > ce:
-        raise ValueError(f"T_start must be > T_end (sampling cools), got T_start={cs!r}, T_end={ce!r}")
+        note = "" if T_start is not None and T_end is not None else (
+            " (defaults: T_start = T(t_max), T_end = max(T(t_min), 1e-4))")
+        raise ValueError(f"T_start must be > T_end (sampling cools), got T_start={float(cs)!r}, T_end={float(ce)!r}{note}")
+    if cs is not None:
+        schedule._time_at(Ts, "T_start")
+    if ce is not None:
+        schedule._time_at(Te, "T_end")
     return grid.times(schedule, Ts, Te, steps)
 
 
@@ -405,9 +527,11 @@ def _validate_ts(schedule, ts):
     check_finite("ts", c)
     if not np.all(np.diff(c) < 0):
         raise ValueError("ts must be strictly decreasing (sampling runs from hot t_max to cold t_min)")
-    lo, hi = concrete(schedule.t_min), concrete(schedule.t_max)
-    if lo is not None and hi is not None and (c[-1] < lo - 1e-12 or c[0] > hi + 1e-9 * max(1.0, abs(float(hi)))):
-        raise ValueError(f"ts must lie in the schedule's range [{float(lo)}, {float(hi)}], got [{c[-1]}, {c[0]}]")
+    try:  # the schedule's own domain check, with its rounding slack
+        schedule.temperature(ts)
+    except ValueError as err:
+        lo, hi = schedule.t_min, schedule.t_max
+        raise ValueError(f"ts must lie in the schedule's range [{float(lo)}, {float(hi)}], got [{c[-1]}, {c[0]}]") from err
     T_end = concrete(schedule.temperature(c[-1]))
     if T_end is not None and not T_end > 0:
         raise ValueError(f"the last time ts[-1] = {c[-1]} has temperature T = {T_end} <= 0; stop at T > 0")
@@ -464,10 +588,14 @@ def sample(
         raise TypeError(f"schedule must be an AbstractSchedule (VE, VP, DDPM, OU, Cosine), got {type(schedule).__name__}")
     if not isinstance(solver, AbstractSolver):
         raise TypeError(f"solver must be a solver object such as td.EulerMaruyama(), got {type(solver).__name__}")
+    check_key("key", key)
+    check_real("x_T", x_T, what="one state, a real vector")
     model = as_model(model, schedule)
     x_T = jnp.asarray(x_T)
     if not jnp.issubdtype(x_T.dtype, jnp.floating):
         x_T = x_T.astype(jnp.result_type(float))
+    if isinstance(x_T, jax.core.Tracer):  # traced: a non-finite start gives a NaN sample
+        x_T = jnp.where(jnp.all(jnp.isfinite(x_T)), x_T, jnp.nan)
     dim = model.dim
     if x_T.ndim != 1 or (dim is not None and x_T.shape[0] != dim):
         want = f"({dim},)" if dim is not None else "(d,)"
@@ -484,8 +612,10 @@ def sample(
     _check_model_output(model, schedule, x_T, ts[0])
     save_T = None
     if save_at is not None:
+        check_real("save_at", save_at, what="a temperature or a 1-D array of temperatures")
+        check_float32_range("save_at", save_at)
         save_T = jnp.atleast_1d(jnp.asarray(save_at, jnp.result_type(ts.dtype, float)))
-        if save_T.ndim != 1:
+        if save_T.ndim != 1 or save_T.size == 0:
             raise ValueError(f"save_at must be a temperature or a 1-D array of temperatures, got shape {save_T.shape}")
         check_temperature(save_T, "save_at")
         c, cts = concrete(save_T), concrete(schedule.temperature(ts))
@@ -563,6 +693,9 @@ def late_start(key: Key, data, schedule: AbstractSchedule, t) -> Vector:
     """
     from ._ensembles._base import AbstractEnsemble, as_float_array
 
+    check_key("key", key)
+    _check_schedule(schedule)
+    check_scalar("t", t, what="a scalar diffusion time")
     if isinstance(data, AbstractEnsemble):
         mu, C = data.mean(), data.covariance()
     else:

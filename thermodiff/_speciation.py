@@ -22,11 +22,20 @@ from ._custom_types import Array, Key
 from ._ensembles._base import as_float_array
 from ._ensembles._diffused import Diffused
 from ._ensembles._finite import FiniteDataset
-from ._memory import collapse_temperature
+from ._condensation import collapse_temperature
 from ._models import as_model
 from ._samplers import AbstractSolver, EulerMaruyama, KarrasGrid, sample
 from ._schedules import OU, AbstractSchedule
-from ._validate import check_finite, check_temperature
+from ._validate import (
+    MAX_SIZE,
+    check_finite,
+    check_key,
+    check_real,
+    check_scalar,
+    check_size,
+    check_temperature,
+    check_temperature_scalar,
+)
 
 _MEMORIZED_RATIO = 1.0 / 3.0
 
@@ -91,6 +100,8 @@ def speciation_time(
     from ._hierarchy import first_split_temperature
 
     schedule = OU() if schedule is None else schedule
+    if not isinstance(schedule, AbstractSchedule):
+        raise TypeError(f"schedule must be an AbstractSchedule (VE, VP, DDPM, OU, Cosine), got {type(schedule).__name__}")
     if isinstance(n_levels, bool) or not isinstance(n_levels, (int, np.integer)) or n_levels < 1:
         raise ValueError(f"n_levels must be an integer >= 1, got {n_levels!r}")
     ens = _as_dataset(data)
@@ -249,10 +260,14 @@ def measure_collapse(
 
     **Returns:** a ``CollapseMeasurement``.
     """
+    check_key("key", key)
+    if not isinstance(schedule, AbstractSchedule):
+        raise TypeError(f"schedule must be an AbstractSchedule (VE, VP, DDPM, OU, Cosine), got {type(schedule).__name__}")
     ens = _as_dataset(data)
-    for name, v, lo in (("n_trajectories", n_trajectories, 1), ("n_save", n_save, 2), ("steps", steps, 1)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    n_trajectories = check_size("n_trajectories", n_trajectories, 1, max(1, MAX_SIZE // max(ens.dim, 1)))
+    n_save = check_size("n_save", n_save, 2, 10**5)
+    steps = check_size("steps", steps, 1, 10**7)
+    check_scalar("threshold", threshold, what="a probability in (0, 1)")
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must lie in (0, 1), got {threshold!r}")
     n, d = ens.n_points, ens.dim
@@ -261,16 +276,18 @@ def measure_collapse(
         T_rem = float(collapse_temperature(n, d, s2))
         T_high = 4.0 * T_rem if T_high is None else T_high
         T_low = T_rem / 50.0 if T_low is None else T_low
-    check_temperature(T_high, "T_high")
-    check_temperature(T_low, "T_low")
+    check_temperature_scalar(T_high, "T_high")
+    check_temperature_scalar(T_low, "T_low")
     if not T_low < T_high:
         raise ValueError(f"T_low must be < T_high, got T_low={T_low}, T_high={T_high}")
     lab = None
     n_classes = 0
     if labels is not None:
+        check_real("labels", labels, what="an integer array of class labels")
         lab = np.asarray(labels)
-        if lab.shape != (n,) or not np.issubdtype(lab.dtype, np.integer) or lab.min() < 0:
-            raise ValueError(f"labels must be non-negative integers of shape ({n},), got {lab.dtype} {lab.shape}")
+        if lab.shape != (n,) or not np.issubdtype(lab.dtype, np.integer) or lab.min() < 0 or lab.max() >= n:
+            raise ValueError(f"labels must be integers in [0, N) = [0, {n}) of shape ({n},) (at most one class "
+                             f"per point), got {lab.dtype} {lab.shape}")
         n_classes = int(lab.max()) + 1
         lab = jnp.asarray(lab, jnp.int32)
     solver = EulerMaruyama() if solver is None else solver
@@ -310,7 +327,7 @@ def _measure(ens, dynamics, schedule, solver, x0, key, Ts, steps, labels, n_clas
         from ._dynamics import class_posterior
 
         final_class = labels[idx[:, -1]]
-        P = jax.vmap(jax.vmap(lambda ui, T: class_posterior(ens, ui, T, labels, n_classes), in_axes=(0, 0)), in_axes=(0, None))(u, Ts)
+        P = jax.vmap(jax.vmap(lambda ui, T: class_posterior(ens, ui, T, labels=labels, n_classes=n_classes), in_axes=(0, 0)), in_axes=(0, None))(u, Ts)
         p_final = jnp.take_along_axis(P, final_class[:, None, None], axis=2)[..., 0]  # (n, S)
         commit = jax.vmap(lambda p: _settle(Ts, p >= threshold))(p_final)
     else:

@@ -34,7 +34,7 @@ import optax
 from ._custom_types import Array, Key
 from ._nets import Preconditioned
 from ._schedules import AbstractSchedule, VP
-from ._validate import check_temperature, concrete
+from ._validate import check_finite, check_int, check_key, check_real, check_temperature, check_temperature_scalar, concrete
 
 
 # ----------------------------------------------------------------------------- noise levels
@@ -55,6 +55,7 @@ class UniformTime(AbstractNoiseLevels):
     """t uniform between the schedule times of T_min and T_max; T = T(t) (the DDPM / score-SDE law)."""
 
     def sample(self, key, n, schedule, T_min, T_max, sigma_data):
+        check_key("key", key)
         return _uniform_in_time(jax.random.uniform(key, (n,)), schedule, T_min, T_max)
 
 
@@ -63,6 +64,7 @@ class LowDiscrepancy(AbstractNoiseLevels):
     ``UniformTime`` with a lower-variance batch estimate of the loss."""
 
     def sample(self, key, n, schedule, T_min, T_max, sigma_data):
+        check_key("key", key)
         u = jnp.mod(jax.random.uniform(key, ()) + jnp.arange(n) / n, 1.0)
         return _uniform_in_time(u, schedule, T_min, T_max)
 
@@ -83,6 +85,7 @@ class LogNormal(AbstractNoiseLevels):
             raise ValueError(f"LogNormal: p_std must be finite and > 0, got {s!r}")
 
     def sample(self, key, n, schedule, T_min, T_max, sigma_data):
+        check_key("key", key)
         log_sigma = jnp.log(sigma_data / 0.5) + self.p_mean + self.p_std * jax.random.normal(key, (n,))
         return jnp.clip(jnp.exp(2 * log_sigma), T_min, T_max)
 
@@ -160,10 +163,10 @@ def trainable(model: Preconditioned):
     return eqx.tree_at(lambda m: m.net, spec, jax.tree.map(eqx.is_inexact_array, model.net))
 
 
-def _check_int(name, value, lo):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-    return int(value)
+def _check_int(name, value, lo, hi=10**9):
+    """An integer in [lo, hi]; the default cap (10^9 steps, batch rows, ...) is far past any run
+    that finishes, and keeps the int32 step counters and host-side schedules finite."""
+    return check_int(name, value, lo, hi)
 
 
 # One instance, so that default trainers hash alike and reuse one compilation (an optax
@@ -215,10 +218,17 @@ class Trainer(eqx.Module):
         if not isinstance(self.weighting, AbstractWeighting):
             raise TypeError(f"weighting must be EDMWeighting(), UnitWeighting(), NoiseVarianceWeighting() or SNRWeighting(), "
                             f"got {type(self.weighting).__name__}")
-        check_temperature(T_min, "T_min")
-        check_temperature(T_max, "T_max")
+        check_temperature_scalar(T_min, "T_min")
+        check_temperature_scalar(T_max, "T_max")
         if not float(T_min) < float(T_max):
             raise ValueError(f"T_min must be < T_max, got T_min={T_min!r}, T_max={T_max!r}")
+        top = self.schedule.max_temperature()
+        if float(T_max) > top * (1 + 1e-6):
+            raise ValueError(
+                f"T_max = {float(T_max):.6g} exceeds the largest temperature the {type(self.schedule).__name__} "
+                f"schedule reaches ({top:.6g}); rescale the data (sigma_data ~ 1) or pass a schedule that "
+                "reaches it, e.g. td.VE(sigma_max=...)"
+            )
         self.T_min, self.T_max = float(T_min), float(T_max)
         self.batch_size = _check_int("batch_size", batch_size, 1)
         if not (isinstance(ema_decay, (int, float, np.floating)) and 0 <= ema_decay < 1):
@@ -237,6 +247,7 @@ class Trainer(eqx.Module):
 
     def init(self, model: Preconditioned, key: Key) -> TrainState:
         """A fresh ``TrainState`` at step 0 (the EMA starts at the model)."""
+        check_key("key", key)
         if not isinstance(model, Preconditioned):
             raise TypeError(f"model must be a td.Preconditioned network, got {type(model).__name__}")
         params = eqx.filter(model, trainable(model))
@@ -320,9 +331,16 @@ def _run_jit(trainer, state, data, n_valid, n_steps, max_steps, vmapped):
     return trainer.run(state, data, n_valid, n_steps, max_steps)
 
 
-def train_step(trainer: Trainer, state: TrainState, data, n_valid=None) -> tuple[TrainState, Array]:
+def train_step(trainer: Trainer, state: TrainState, data, *, n_valid=None) -> tuple[TrainState, Array]:
     """One jitted training step (the loop a user would write from the equinox example)."""
+    if not isinstance(trainer, Trainer):
+        raise TypeError(f"trainer must be a td.Trainer, got {type(trainer).__name__}")
+    check_real("data", data, what="an (N, d) array of training points")
     data = jnp.asarray(data)
+    d = state.model.data_mean.shape[-1]
+    if data.ndim != 2 or data.shape[0] < 1 or data.shape[1] != d:
+        raise ValueError(f"data must have shape (N >= 1, {d}) to match the model, got {data.shape}")
+    check_finite("data", data)
     return _step_jit(trainer, state, data, jnp.asarray(data.shape[0] if n_valid is None else n_valid, jnp.int32))
 
 
@@ -415,7 +433,8 @@ def _default_trainer(model, recipe, M):
     sd = float(np.max(np.asarray(model.sigma_data))) if M else float(model.sigma_data)
     recipe = dict(recipe)
     recipe.setdefault("T_min", 1e-4 * sd**2)
-    recipe.setdefault("T_max", 1e3 * sd**2)
+    top = (recipe.get("schedule") or VP()).max_temperature()
+    recipe.setdefault("T_max", min(1e3 * sd**2, top))  # the schedule's top at most
     return Trainer(**recipe)
 
 
@@ -449,6 +468,7 @@ def train(model, data, *, key, steps: int, trainer: Trainer | None = None, diagn
 
     **Returns:** a ``TrainResult``.
     """
+    check_key("key", key)
     import time
 
     from ._progress import Progress

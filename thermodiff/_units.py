@@ -37,7 +37,7 @@ import dataclasses
 import numpy as np
 
 from ._schedules import DDPM, VP
-from ._validate import check_finite, check_positive, check_range, check_temperature
+from ._validate import check_finite, check_positive, check_range, check_real
 
 CONVENTIONS = ("T", "sigma", "ou_t", "vp_t", "ddpm_step", "abar", "theta", "log_snr")
 DATA_SCALES = ("raw", "unit-variance", "minus-one-one")
@@ -46,6 +46,15 @@ _EDGE_RTOL = 1e-12  # relative slack at the ends of the VP and DDPM ranges (roun
 
 def _f64(value) -> np.ndarray:
     return np.asarray(value, dtype=np.float64)
+
+
+def _check_temperature(T, name: str = "T") -> None:
+    """Real, finite, > 0 (in float64: these are NumPy functions, whatever JAX's precision)."""
+    check_real(name, T, what="a temperature (a real number or array)")
+    arr = _f64(T)
+    if not np.all(np.isfinite(arr) & (arr > 0)):
+        bad = arr.reshape(-1)[~(np.isfinite(arr) & (arr > 0)).reshape(-1)][0]
+        raise ValueError(f"{name} (temperature = VE-equivalent noise variance) must be finite and > 0, got {float(bad)!r}")
 
 
 def _out(arr: np.ndarray):
@@ -136,7 +145,7 @@ def noise_conventions(T, *, ddpm=None, vp=None) -> NoiseLevel:
     **Returns:** a ``NoiseLevel`` whose fields have the shape of ``T`` (float64). Out-of-range
     ``vp_t`` and ``ddpm_step`` are NaN. Vectorised; the inverse is ``temperature_from``.
     """
-    check_temperature(T)
+    _check_temperature(T)
     T = _f64(T)
     L = np.log1p(T)
     return NoiseLevel(
@@ -153,6 +162,7 @@ def noise_conventions(T, *, ddpm=None, vp=None) -> NoiseLevel:
 
 def _check_value(value, convention: str, ddpm, vp) -> None:
     name = f"value (convention {convention!r})"
+    check_real(name, value, what="a real number or array")
     if convention in ("T", "sigma", "ou_t"):
         check_positive(name, value)
     elif convention == "vp_t":
@@ -184,23 +194,30 @@ def temperature_from(value, convention: str, *, ddpm=None, vp=None):
     if not isinstance(convention, str) or convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     _check_value(value, convention, ddpm, vp)
-    v = _f64(value)
-    if convention == "sigma":
-        v = v**2
-    elif convention == "ou_t":
-        v = np.expm1(2 * v)
-    elif convention == "vp_t":
-        bmin, bmax = _vp_betas(vp)
-        v = np.expm1(0.5 * v**2 * (bmax - bmin) + v * bmin)
-    elif convention == "ddpm_step":
-        log_abar = _ddpm_log_abar(ddpm)
-        v = np.expm1(-np.interp(v + 1, np.arange(log_abar.size, dtype=np.float64), log_abar))
-    elif convention == "abar":
-        v = np.expm1(-np.log(v))
-    elif convention == "theta":
-        v = np.expm1(-2 * np.log(v))
-    elif convention == "log_snr":
-        v = np.exp(-v)
+    with np.errstate(over="ignore"):  # an overflow is refused below, by name
+        v = _f64(value)
+        if convention == "sigma":
+            v = v**2
+        elif convention == "ou_t":
+            v = np.expm1(2 * v)
+        elif convention == "vp_t":
+            bmin, bmax = _vp_betas(vp)
+            v = np.expm1(0.5 * v**2 * (bmax - bmin) + v * bmin)
+        elif convention == "ddpm_step":
+            log_abar = _ddpm_log_abar(ddpm)
+            v = np.expm1(-np.interp(v + 1, np.arange(log_abar.size, dtype=np.float64), log_abar))
+        elif convention == "abar":
+            v = np.expm1(-np.log(v))
+        elif convention == "theta":
+            v = np.expm1(-2 * np.log(v))
+        elif convention == "log_snr":
+            v = np.exp(-v)
+    if not np.all(np.isfinite(v)):
+        bad = float(_f64(value).reshape(-1)[~np.isfinite(v).reshape(-1)][0])
+        raise ValueError(
+            f"value (convention {convention!r}) = {bad!r} is a temperature beyond float64 (T <= 1.8e308): "
+            "choose a less extreme value"
+        )
     return _out(v)
 
 
@@ -221,19 +238,30 @@ class DataScale:
 
     def apply(self, X) -> np.ndarray:
         """Map raw data (one point (d,) or a batch (N, d)) to the scaled units."""
-        return self.a * _f64(X) + self.b
+        return self.a * self._points("X", X) + self.b
 
     def invert(self, X_scaled) -> np.ndarray:
         """Map scaled data back to the raw units: x = (x_scaled - b)/a."""
-        return (_f64(X_scaled) - self.b) / self.a
+        return (self._points("X_scaled", X_scaled) - self.b) / self.a
+
+    def _points(self, name: str, X) -> np.ndarray:
+        check_real(name, X, what="a point (d,) or a batch of points (N, d)")
+        shape, d = np.shape(X), np.shape(self.b)
+        if len(shape) not in (1, 2) or (d and shape[-1] != d[0]):
+            want = f"({d[0]},) or (N, {d[0]})" if d else "(d,) or (N, d)"
+            raise ValueError(f"{name} must have shape {want}, got shape {shape}")
+        check_finite(name, X)
+        return _f64(X)
 
     def temperature_to_data_units(self, T_scaled):
         """T_raw = T_scaled / a^2: a temperature of the scaled data in the raw data's units."""
+        check_real("T_scaled", T_scaled, what="a temperature (a real number or array)")
         check_positive("T_scaled", T_scaled, allow_zero=True)
         return _out(_f64(T_scaled) / self.a**2)
 
     def temperature_to_scaled_units(self, T_raw):
         """T_scaled = a^2 T_raw: a temperature of the raw data in the scaled data's units."""
+        check_real("T_raw", T_raw, what="a temperature (a real number or array)")
         check_positive("T_raw", T_raw, allow_zero=True)
         return _out(self.a**2 * _f64(T_raw))
 
@@ -245,6 +273,7 @@ def _check_data(X) -> np.ndarray:
             f"X must be a non-empty 2-D array of shape (N, d) (N points in d dimensions), "
             f"got shape {shape}"
         )
+    check_real("X", X, what="a real array of shape (N, d)")
     check_finite("X", X)
     return _f64(X)
 

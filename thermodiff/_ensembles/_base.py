@@ -34,7 +34,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._custom_types import Array, Key, Matrix, RealScalarLike, Scalar, Vector
-from .._validate import check_state, check_temperature
+from .._validate import (
+    check_float32_range,
+    check_key,
+    check_sample_count,
+    check_state,
+    check_temperature_scalar,
+    guard_temperature,
+    is_concrete,
+)
 
 
 class AbstractEnsemble(eqx.Module):
@@ -52,7 +60,7 @@ class AbstractEnsemble(eqx.Module):
     # ------------------------------------------------------------------ primitives
     @abc.abstractmethod
     def landau(self, x: Vector, T: RealScalarLike) -> Scalar:
-        """Landau free energy Phi_T(x) = |x|^2/2 - T log Z_T(x) (theory section 2)."""
+        """Landau free energy Phi_T(x) = |x|^2/2 - T log Z_T(x) (theory section 2). Under jit: an invalid T or a non-finite x gives NaN."""
 
     @abc.abstractmethod
     def sample(self, key: Key, n: int) -> Array:
@@ -68,28 +76,34 @@ class AbstractEnsemble(eqx.Module):
 
     # ------------------------------------------------------------------ derived
     def log_partition(self, x: Vector, T: RealScalarLike) -> Scalar:
-        """log Z_T(x) = log E_phi[exp((x.y - |y|^2/2)/T)] (theory section 2)."""
-        self._check(x, T)
+        """log Z_T(x) = log E_phi[exp((x.y - |y|^2/2)/T)] (theory section 2). Under jit: an invalid T or a non-finite x gives NaN."""
+        x, T = self._check(x, T)
         return (0.5 * jnp.sum(x * x) - self.landau(x, T)) / T
 
     def log_density(self, x: Vector, T: RealScalarLike) -> Scalar:
-        """log p_T(x) of the VE-noised state x = y + sqrt(T) z (theory section 2)."""
-        self._check(x, T)
+        """log p_T(x) of the VE-noised state x = y + sqrt(T) z (theory section 2). Under jit: an invalid T or a non-finite x gives NaN."""
+        x, T = self._check(x, T)
         return -0.5 * self.dim * jnp.log(2 * math.pi * T) - self.landau(x, T) / T
 
     def denoiser(self, x: Vector, T: RealScalarLike) -> Vector:
-        """Optimal denoiser = magnetization m_T(x) = E[y | x] = x - grad Phi_T(x) (theory section 2)."""
-        self._check(x, T)
+        """Optimal denoiser = magnetization m_T(x) = E[y | x] = x - grad Phi_T(x) (theory section 2).
+
+        Under jit: an invalid T or a non-finite x gives NaN (theory section 13).
+        """
+        x, T = self._check(x, T)
         return x - jax.grad(self.landau)(x, T)
 
     def score(self, x: Vector, T: RealScalarLike) -> Vector:
-        """Score grad_x log p_T(x) = (m_T(x) - x)/T (theory section 2)."""
-        self._check(x, T)
+        """Score grad_x log p_T(x) = (m_T(x) - x)/T (theory section 2). Under jit: an invalid T or a non-finite x gives NaN."""
+        x, T = self._check(x, T)
         return (self.denoiser(x, T) - x) / T
 
     def posterior_cov(self, x: Vector, T: RealScalarLike) -> Matrix:
-        """Posterior covariance Cov[y | x] = T dm_T/dx (fluctuation-dissipation, theory section 2)."""
-        self._check(x, T)
+        """Posterior covariance Cov[y | x] = T dm_T/dx (fluctuation-dissipation, theory section 2).
+
+        Under jit: an invalid T or a non-finite x gives NaN.
+        """
+        x, T = self._check(x, T)
         return T * jax.jacfwd(self.denoiser)(x, T)
 
     def energy_moments(self, x: Vector, T: RealScalarLike) -> tuple[Scalar, Scalar]:
@@ -98,8 +112,9 @@ class AbstractEnsemble(eqx.Module):
         These are the internal energy U = <E> and the heat-capacity fluctuation
         Var[E] = T^2 C (theory section 2). Generic version: U = T^2 d(log Z)/dT and
         Var[E] = T^2 dU/dT by autodiff; ensembles with explicit posteriors override it.
+        Under jit: an invalid T or a non-finite x gives NaN.
         """
-        self._check(x, T)
+        x, T = self._check(x, T)
         T = jnp.asarray(T, dtype=jnp.result_type(x.dtype, float))
 
         def U(T_):
@@ -109,9 +124,28 @@ class AbstractEnsemble(eqx.Module):
         return u, T**2 * du
 
     # ------------------------------------------------------------------ helpers
-    def _check(self, x, T) -> None:
+    def _check(self, x, T) -> tuple[Vector, Scalar]:
+        """Validate one state and one scalar temperature; return them guarded.
+
+        Eager calls raise (x of shape (d,), finite; T a finite scalar > 0 that the working
+        precision can hold). Under jit/vmap the values are unknown, so an invalid T or a
+        non-finite x is replaced by NaN: every output of the method is then NaN, never a
+        plausible number (the traced-call policy of theory section 13).
+        """
         check_state(x, self.dim)
-        check_temperature(T)
+        check_temperature_scalar(T)
+        if not is_concrete(x):
+            if not jnp.issubdtype(x.dtype, jnp.floating):
+                x = x.astype(jnp.result_type(float))
+            x = jnp.where(jnp.all(jnp.isfinite(x)), x, jnp.nan)
+        if not is_concrete(T):
+            T = guard_temperature(T)
+        return x, T
+
+    def _check_sample(self, key, n) -> int:
+        """Validate ``sample``'s arguments: a PRNG key and a count whose output array fits."""
+        check_key("key", key)
+        return check_sample_count(n, self.dim)
 
 
 def ensemble_dtype(ensemble) -> jnp.dtype:
@@ -125,9 +159,12 @@ def as_float_array(name: str, value, *, ndim: int | None = None) -> Array:
     if isinstance(value, jax.core.Tracer):
         arr = value
     else:
+        if value is None or isinstance(value, (str, bytes)):
+            raise TypeError(f"{name} must be a real number or array, got {type(value).__name__} {value!r}")
         np_arr = np.asarray(value)
-        if not (np.issubdtype(np_arr.dtype, np.number) or np_arr.dtype == np.bool_):
-            raise TypeError(f"{name} must be a numeric array, got dtype {np_arr.dtype}")
+        if not (np.issubdtype(np_arr.dtype, np.integer) or np.issubdtype(np_arr.dtype, np.floating)):
+            raise TypeError(f"{name} must be a real number or array (not bool or complex), got dtype {np_arr.dtype}")
+        check_float32_range(name, np_arr)
         arr = jnp.asarray(value)
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         arr = arr.astype(jnp.result_type(float))

@@ -53,7 +53,7 @@ import numpy as np
 from jax.scipy.special import gammaln, logsumexp
 
 from .._custom_types import Array, Key, Matrix, RealScalarLike, Scalar, Vector
-from .._validate import concrete
+from .._validate import MAX_SIZE, concrete
 from ._base import AbstractEnsemble, as_float_array
 
 _HI = jax.lax.Precision.HIGHEST
@@ -65,6 +65,20 @@ _MAX_SPACING = 0.75  # coarsest spacing accepted (error ~ exp(-2 pi^2 / 0.5625) 
 # When the parameters are tracers (construction inside jit/vmap/grad) and ``n_nodes`` is not
 # given, the grid is sized for J/T_d <= _DEFAULT_RATIO (data temperature down to J/10).
 _DEFAULT_RATIO = 10.0
+
+
+def _largest_n_spins(ratio: float, n_nodes: int | None) -> int:
+    """The largest N whose quadrature (n_nodes x N values per state) fits XLA's int32 sizes."""
+    if n_nodes is not None:
+        return MAX_SIZE // n_nodes
+    lo, hi = 1, MAX_SIZE
+    while lo < hi:  # N * _required_nodes(N, ratio) grows monotonically in N
+        mid = (lo + hi + 1) // 2
+        if mid * _required_nodes(mid, ratio) <= MAX_SIZE:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _required_nodes(n_spins: int, ratio: float, spacing: float = _SPACING) -> int:
@@ -207,6 +221,7 @@ class CurieWeiss(AbstractEnsemble):
         J = J if J.dtype == common else J.astype(common)
         Tc, Jc = concrete(T_d), concrete(J)
         params_known = Tc is not None and Jc is not None
+        n_nodes_given = n_nodes is not None
         if n_nodes is not None:
             integral = isinstance(n_nodes, numbers.Integral) and not isinstance(n_nodes, bool)
             if not integral or n_nodes < 3:
@@ -224,6 +239,13 @@ class CurieWeiss(AbstractEnsemble):
             n_nodes = _required_nodes(N, float(Jc / Tc))
         else:
             n_nodes = _required_nodes(N, _DEFAULT_RATIO)
+        if N * n_nodes > MAX_SIZE:
+            ratio = float(Jc / Tc) if params_known else _DEFAULT_RATIO
+            raise ValueError(
+                f"n_spins = {N} is too large: one state's quadrature needs n_nodes x n_spins = "
+                f"{n_nodes} x {N} values, above XLA's 2**31 - 1 elements; n_spins must be <= "
+                f"{_largest_n_spins(ratio, n_nodes if n_nodes_given else None)} at J/T_d = {ratio:g}"
+            )
         self.n_spins = N
         self.data_temperature = T_d
         self.coupling = J
@@ -250,13 +272,6 @@ class CurieWeiss(AbstractEnsemble):
         return self.n_spins
 
     # ------------------------------------------------------------------ internals
-    def _check(self, x, T) -> None:
-        super()._check(x, T)
-        if np.ndim(T) != 0:
-            raise ValueError(
-                f"T must be a scalar temperature, got shape {np.shape(T)} (use jax.vmap over T)"
-            )
-
     def _dtype(self, *args):
         return jnp.result_type(float, self.data_temperature, self.coupling, *args)
 
@@ -320,8 +335,9 @@ class CurieWeiss(AbstractEnsemble):
         - ``T``: temperature (VE-equivalent noise variance), a scalar > 0.
 
         **Returns:** a scalar.
+        Under jit: an invalid T or a non-finite x gives NaN.
         """
-        self._check(x, T)
+        x, T = self._check(x, T)
         return _compiled("_landau", self, *_as_arrays(x, T))
 
     def _landau(self, x, T):
@@ -341,8 +357,9 @@ class CurieWeiss(AbstractEnsemble):
         - ``T``: temperature, a scalar > 0.
 
         **Returns:** a scalar.
+        Under jit: an invalid T or a non-finite x gives NaN.
         """
-        self._check(x, T)
+        x, T = self._check(x, T)
         return _compiled("_log_partition", self, *_as_arrays(x, T))
 
     def _log_partition(self, x, T):
@@ -360,8 +377,9 @@ class CurieWeiss(AbstractEnsemble):
         - ``T``: temperature, a scalar > 0.
 
         **Returns:** shape (N,), entries in [-1, 1].
+        Under jit: an invalid T or a non-finite x gives NaN.
         """
-        self._check(x, T)
+        x, T = self._check(x, T)
         return _compiled("_denoiser", self, *_as_arrays(x, T))
 
     def _denoiser(self, x, T):
@@ -379,8 +397,10 @@ class CurieWeiss(AbstractEnsemble):
         - ``T``: temperature, a scalar > 0.
 
         **Returns:** shape (N, N), symmetric positive semi-definite.
+        Under jit: an invalid T or a non-finite x gives NaN.
         """
-        self._check(x, T)
+        self._check_square("posterior_cov")
+        x, T = self._check(x, T)
         return _compiled("_posterior_cov", self, *_as_arrays(x, T))
 
     def _posterior_cov(self, x, T):
@@ -403,8 +423,9 @@ class CurieWeiss(AbstractEnsemble):
         - ``T``: temperature, a scalar > 0.
 
         **Returns:** ``(mean, variance)``, two scalars.
+        Under jit: an invalid T or a non-finite x gives NaN.
         """
-        self._check(x, T)
+        x, T = self._check(x, T)
         return _compiled("_energy_moments", self, *_as_arrays(x, T))
 
     def _energy_moments(self, x, T):
@@ -479,9 +500,8 @@ class CurieWeiss(AbstractEnsemble):
 
         **Returns:** shape (n, N), entries +-1 in the module's floating dtype.
         """
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
-            raise ValueError(f"n (number of samples) must be an integer >= 0, got {n!r}")
-        return _compiled("_sample", self, key, int(n))
+        n = self._check_sample(key, n)
+        return _compiled("_sample", self, key, n)
 
     def _sample(self, key, n):
         N = self.n_spins
@@ -516,7 +536,16 @@ class CurieWeiss(AbstractEnsemble):
 
         **Returns:** shape (N, N).
         """
+        self._check_square("covariance")
         return _compiled("_covariance", self)
+
+    def _check_square(self, what: str) -> None:
+        """An N x N matrix must fit XLA's int32 element count (N <= 46340)."""
+        if self.n_spins**2 > MAX_SIZE:
+            raise ValueError(
+                f"{what} is an n_spins x n_spins matrix: n_spins = {self.n_spins} exceeds 46340 "
+                "(2^31 - 1 elements); use the denoiser, log_partition or magnetization law instead"
+            )
 
     def _covariance(self):
         N = self.n_spins

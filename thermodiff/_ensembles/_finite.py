@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._custom_types import Array, Key, Matrix, RealScalarLike, Scalar, Vector
-from .._validate import check_finite, concrete
+from .._validate import check_finite, check_size, concrete
 from ._base import AbstractEnsemble, as_float_array
 
 # Log-weight of padding rows and zero-weight points: exp(_NEG - anything finite) == 0 in
@@ -60,8 +60,7 @@ class FiniteDataset(AbstractEnsemble):
         if d < 1:
             raise ValueError(f"points must have dimension d >= 1, got shape {points.shape}")
         check_finite("points", points)
-        if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-            raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+        chunk_size = check_size("chunk_size", chunk_size)
         if weights is None:
             logw = jnp.full((n,), -math.log(n), dtype=points.dtype)
         else:
@@ -181,31 +180,46 @@ class FiniteDataset(AbstractEnsemble):
 
     # ------------------------------------------------------------------ physics
     def log_partition(self, x: Vector, T: RealScalarLike) -> Scalar:
-        """log Z_T(x) = logsumexp_n(log pi_n + (x.y_n - |y_n|^2/2)/T) (theory section 3.2)."""
-        self._check(x, T)
+        """log Z_T(x) = logsumexp_n(log pi_n + (x.y_n - |y_n|^2/2)/T) (theory section 3.2).
+
+        Under jit: an invalid T or a non-finite x gives NaN.
+        """
+        x, T = self._check(x, T)
         return self._first_moments(x, jnp.asarray(T), False)[0]
 
     def landau(self, x: Vector, T: RealScalarLike) -> Scalar:
-        """Phi_T(x) = |x|^2/2 - T log Z_T(x): the modern Hopfield energy (theory sections 2, 8)."""
-        self._check(x, T)
+        """Phi_T(x) = |x|^2/2 - T log Z_T(x): the modern Hopfield energy (theory sections 2, 8).
+
+        Under jit: an invalid T or a non-finite x gives NaN.
+        """
+        x, T = self._check(x, T)
         return 0.5 * jnp.sum(x * x) - T * self._first_moments(x, jnp.asarray(T), False)[0]
 
     def denoiser(self, x: Vector, T: RealScalarLike) -> Vector:
-        """m_T(x) = sum_n w_n y_n, the Hopfield retrieval update (theory sections 3.2, 8)."""
-        self._check(x, T)
+        """m_T(x) = sum_n w_n y_n, the Hopfield retrieval update (theory sections 3.2, 8).
+
+        Under jit: an invalid T or a non-finite x gives NaN.
+        """
+        x, T = self._check(x, T)
         return self._first_moments(x, jnp.asarray(T), False)[1]
 
     def posterior_weights(self, x: Vector, T: RealScalarLike) -> Array:
-        """The posterior w_n(x, T) over the N training points, shape (N,) (dense: O(N) memory)."""
-        self._check(x, T)
+        """The posterior w_n(x, T) over the N training points, shape (N,) (dense: O(N) memory).
+
+        Under jit: an invalid T or a non-finite x gives NaN.
+        """
+        x, T = self._check(x, T)
         logits, _, _ = jax.vmap(_chunk_logits, in_axes=(0, 0, None, None))(
             self.chunks, self.chunk_log_weights, x, T
         )
         return jax.nn.softmax(logits.reshape(-1)[: self.n_points])
 
     def posterior_cov(self, x: Vector, T: RealScalarLike) -> Matrix:
-        """Cov[y|x] = sum_n w_n (y_n - m)(y_n - m)^T, two streaming passes (theory section 3.2)."""
-        self._check(x, T)
+        """Cov[y|x] = sum_n w_n (y_n - m)(y_n - m)^T, two streaming passes (theory section 3.2).
+
+        Under jit: an invalid T or a non-finite x gives NaN.
+        """
+        x, T = self._check(x, T)
         return self._posterior_cov(x, jnp.asarray(T))
 
     @eqx.filter_jit
@@ -225,8 +239,9 @@ class FiniteDataset(AbstractEnsemble):
 
         The irreducible denoising loss at (x, T) (theory section 10) and T tr(dm/dx) (section 2),
         without forming the d x d covariance.
+        Under jit: an invalid T or a non-finite x gives NaN.
         """
-        self._check(x, T)
+        x, T = self._check(x, T)
         return self._posterior_trace(x, jnp.asarray(T))
 
     @eqx.filter_jit
@@ -243,8 +258,11 @@ class FiniteDataset(AbstractEnsemble):
         return jnp.maximum(s - jnp.sum((m - c) ** 2), 0.0)
 
     def energy_moments(self, x: Vector, T: RealScalarLike) -> tuple[Scalar, Scalar]:
-        """<E> and Var[E] of E(y) = |y|^2/2 - x.y under the posterior (theory section 2)."""
-        self._check(x, T)
+        """<E> and Var[E] of E(y) = |y|^2/2 - x.y under the posterior (theory section 2).
+
+        Under jit: an invalid T or a non-finite x gives NaN.
+        """
+        x, T = self._check(x, T)
         return self._energy_moments(x, jnp.asarray(T))
 
     @eqx.filter_jit
@@ -262,6 +280,7 @@ class FiniteDataset(AbstractEnsemble):
     def sample(self, key: Key, n: int) -> Array:
         """n points drawn with their weights (inverse CDF: O(N + n log N), not the O(n N) of
         ``jax.random.categorical``, which draws one Gumbel number per point and draw)."""
+        n = self._check_sample(key, n)
         idx = jax.random.choice(key, self.n_points, (n,), p=self.weights)
         return self.points[idx]
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from .._bessel import _log_hyp0f1_parts, _rho, series_cutoff
 from .._custom_types import Array, Key, Matrix, RealScalarLike, Scalar, Vector
-from .._validate import concrete
+from .._validate import MAX_SIZE, concrete
 from ._base import AbstractEnsemble, as_float_array
 
 
@@ -56,8 +56,8 @@ class Hypersphere(AbstractEnsemble):
                 "dim must be a static Python integer >= 1 (allowed range: integer dim >= 1), "
                 f"got {dim!r}"
             ) from None
-        if isinstance(dim, bool) or d < 1:
-            raise ValueError(f"dim must be an integer >= 1 (allowed range: integer dim >= 1), got {dim!r}")
+        if isinstance(dim, bool) or d < 1 or d > MAX_SIZE:
+            raise ValueError(f"dim must be an integer in [1, {MAX_SIZE}] (allowed range: integer dim >= 1), got {dim!r}")
         radius = as_float_array("radius", radius, ndim=0)
         r = concrete(radius)
         if r is not None and not (bool(np.isfinite(r)) and float(r) > 0):
@@ -107,8 +107,9 @@ class Hypersphere(AbstractEnsemble):
         **Returns:**
 
         Phi_T(x), a scalar.
+        Under jit: an invalid T or a non-finite x gives NaN.
         """
-        self._check(x, T)
+        x, T = self._check(x, T)
         r = self.radius
         sq, q = self._q(x, T)
         big = q > series_cutoff(self._dim)
@@ -129,8 +130,9 @@ class Hypersphere(AbstractEnsemble):
         **Returns:**
 
         log Z_T(x), a scalar.
+        Under jit: an invalid T or a non-finite x gives NaN.
         """
-        self._check(x, T)
+        x, T = self._check(x, T)
         _, q = self._q(x, T)
         lf, _ = _log_hyp0f1_parts(q, self._dim)
         return lf - (self.radius * self.radius) / (2.0 * T)
@@ -148,8 +150,9 @@ class Hypersphere(AbstractEnsemble):
         **Returns:**
 
         m_T(x), shape (d,).
+        Under jit: an invalid T or a non-finite x gives NaN.
         """
-        self._check(x, T)
+        x, T = self._check(x, T)
         if self._dim == 1:  # two deltas at +-r: r tanh(r x / T), exactly
             return self.radius * jnp.tanh(self._field(x, T))[None]
         _, q = self._q(x, T)
@@ -175,8 +178,9 @@ class Hypersphere(AbstractEnsemble):
         **Returns:**
 
         Cov[y | x], shape (d, d).
+        Under jit: an invalid T or a non-finite x gives NaN.
         """
-        self._check(x, T)
+        x, T = self._check(x, T)
         r2 = self.radius * self.radius
         if self._dim == 1:  # two deltas at +-r: r^2 sech^2(r x / T), without cancellation
             return (r2 * _sech2(self._field(x, T)))[None, None]
@@ -201,8 +205,9 @@ class Hypersphere(AbstractEnsemble):
         **Returns:**
 
         (U, Var[E]), two scalars.
+        Under jit: an invalid T or a non-finite x gives NaN.
         """
-        self._check(x, T)
+        x, T = self._check(x, T)
         r2 = self.radius * self.radius
         sq, q = self._q(x, T)
         if self._dim == 1:
@@ -221,18 +226,13 @@ class Hypersphere(AbstractEnsemble):
         **Arguments:**
 
         - `key`: a JAX PRNG key.
-        - `n`: number of samples, a Python integer >= 1.
+        - `n`: number of samples, an integer >= 0 (n d < 2^31).
 
         **Returns:**
 
         Samples, shape (n, d), in the dtype of `radius`.
         """
-        try:
-            n_ = operator.index(n)
-        except TypeError:
-            raise ValueError(f"n must be a Python integer >= 1 (allowed range: n >= 1), got {n!r}") from None
-        if isinstance(n, bool) or n_ < 1:
-            raise ValueError(f"n must be an integer >= 1 (allowed range: n >= 1), got {n!r}")
+        n_ = self._check_sample(key, n)
         z = jax.random.normal(key, (n_, self._dim), dtype=self.radius.dtype)
         norm = jnp.sqrt(jnp.sum(z * z, axis=1, keepdims=True))
         return (self.radius / norm) * z

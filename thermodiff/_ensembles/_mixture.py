@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._custom_types import Array, Key, Matrix, RealScalarLike, Scalar, Vector
-from .._validate import check_finite, concrete
+from .._validate import check_finite, check_float32_range, check_range, check_scalar, concrete
 from ._base import AbstractEnsemble, as_float_array
 
 
@@ -27,6 +27,8 @@ class GaussianMixture(AbstractEnsemble):
     - ``means``: (K, d) component means (a (d,) vector is one component).
     - ``variances``: (K,) or scalar isotropic variances s_k^2 >= 0.
     - ``weights``: optional (K,) non-negative weights with positive sum; default uniform.
+
+    Under jit (every method): an invalid T or a non-finite x gives NaN (theory section 13).
     """
 
     means: Array
@@ -77,12 +79,15 @@ class GaussianMixture(AbstractEnsemble):
         return self.log_weights + 0.5 * self.dim * jnp.log(T / tot) - 0.5 * sq / tot
 
     def responsibilities(self, x: Vector, T: RealScalarLike) -> Array:
-        """Posterior probability r_k(x) of each component, shape (K,) (theory section 3.3)."""
-        self._check(x, T)
+        """Posterior probability r_k(x) of each component, shape (K,) (theory section 3.3).
+
+        Under jit: an invalid T or a non-finite x gives NaN.
+        """
+        x, T = self._check(x, T)
         return jax.nn.softmax(self._component_logits(x, T))
 
     def landau(self, x: Vector, T: RealScalarLike) -> Scalar:
-        self._check(x, T)
+        x, T = self._check(x, T)
         return -T * jax.nn.logsumexp(self._component_logits(x, T))
 
     def _posterior_parts(self, x, T):
@@ -93,12 +98,12 @@ class GaussianMixture(AbstractEnsemble):
         return r, comp_mean, comp_var
 
     def denoiser(self, x: Vector, T: RealScalarLike) -> Vector:
-        self._check(x, T)
+        x, T = self._check(x, T)
         r, cm, _ = self._posterior_parts(x, T)
         return r @ cm
 
     def posterior_cov(self, x: Vector, T: RealScalarLike) -> Matrix:
-        self._check(x, T)
+        x, T = self._check(x, T)
         r, cm, cv = self._posterior_parts(x, T)
         m = r @ cm
         c = cm - m[None, :]
@@ -109,8 +114,9 @@ class GaussianMixture(AbstractEnsemble):
 
         Within component k (posterior mean c_k, variance v_k I): <E>_k = |c_k|^2/2 + d v_k/2 -
         x.c_k and Var_k[E] = v_k |c_k - x|^2 + d v_k^2/2; then the law of total variance.
+        Under jit: an invalid T or a non-finite x gives NaN.
         """
-        self._check(x, T)
+        x, T = self._check(x, T)
         r, cm, cv = self._posterior_parts(x, T)
         d = self.dim
         mean_k = 0.5 * jnp.sum(cm * cm, axis=1) + 0.5 * d * cv - cm @ x
@@ -119,6 +125,7 @@ class GaussianMixture(AbstractEnsemble):
         return mean_e, r @ (var_k + (mean_k - mean_e) ** 2)
 
     def sample(self, key: Key, n: int) -> Array:
+        n = self._check_sample(key, n)
         kc, kz = jax.random.split(key)
         idx = jax.random.categorical(kc, self.log_weights, shape=(n,))
         z = jax.random.normal(kz, (n, self.dim), self.means.dtype)
@@ -141,6 +148,10 @@ def Gaussian(mean, variance=1.0) -> GaussianMixture:
     mean = as_float_array("mean", mean)
     if mean.ndim == 0:
         mean = mean[None]
-    if mean.ndim != 1:
-        raise ValueError(f"mean must be a vector of shape (d,), got shape {mean.shape}")
+    if mean.ndim != 1 or mean.shape[0] < 1:
+        raise ValueError(f"mean must be a non-empty vector of shape (d,), got shape {mean.shape}")
+    check_finite("mean", mean)
+    check_scalar("variance", variance, what="a scalar variance >= 0")
+    check_float32_range("variance", variance)
+    check_range("variance", variance, 0.0, None)
     return GaussianMixture(mean[None, :], variance)

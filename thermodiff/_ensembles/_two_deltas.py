@@ -34,6 +34,8 @@ class TwoDeltas(AbstractEnsemble):
     **Arguments:**
     - ``mu``: the position of the positive delta, a vector of shape (d,) or a scalar (d = 1),
       finite and not all zero.
+
+    Under jit (every method): an invalid T or a non-finite x gives NaN (theory section 13).
     """
 
     mu: Array
@@ -63,29 +65,33 @@ class TwoDeltas(AbstractEnsemble):
         return jnp.dot(self.mu, x) / T
 
     def landau(self, x: Vector, T: RealScalarLike) -> Scalar:
-        self._check(x, T)
+        x, T = self._check(x, T)
         return 0.5 * jnp.sum(x * x) + 0.5 * jnp.sum(self.mu**2) - T * log_cosh(self._field(x, T))
 
     def log_partition(self, x: Vector, T: RealScalarLike) -> Scalar:
-        self._check(x, T)
+        x, T = self._check(x, T)
         return -0.5 * jnp.sum(self.mu**2) / T + log_cosh(self._field(x, T))
 
     def denoiser(self, x: Vector, T: RealScalarLike) -> Vector:
-        self._check(x, T)
+        x, T = self._check(x, T)
         return self.mu * jnp.tanh(self._field(x, T))
 
     def posterior_cov(self, x: Vector, T: RealScalarLike) -> Matrix:
-        self._check(x, T)
+        x, T = self._check(x, T)
         return jnp.outer(self.mu, self.mu) * sech2(self._field(x, T))
 
     def energy_moments(self, x: Vector, T: RealScalarLike) -> tuple[Scalar, Scalar]:
-        """<E> and Var[E] of E(y) = |y|^2/2 - x.y (theory section 2): E = a^2/2 -+ mu.x."""
-        self._check(x, T)
+        """<E> and Var[E] of E(y) = |y|^2/2 - x.y (theory section 2): E = a^2/2 -+ mu.x.
+
+        Under jit: an invalid T or a non-finite x gives NaN.
+        """
+        x, T = self._check(x, T)
         u = self._field(x, T)
         b = jnp.dot(self.mu, x)
         return 0.5 * jnp.sum(self.mu**2) - b * jnp.tanh(u), b**2 * sech2(u)
 
     def sample(self, key: Key, n: int) -> Array:
+        n = self._check_sample(key, n)
         signs = jax.random.rademacher(key, (n, 1), dtype=self.mu.dtype)
         return signs * self.mu[None, :]
 
