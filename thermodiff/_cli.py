@@ -12,8 +12,19 @@ results.json and PNG figures (theory sections 3, 6, 9).
 versus T on its equilibrium branch, with both critical temperatures (thermodynamic and VP drift,
 theory section 5) marked; writes ``phase_diagram.png`` and ``phase_diagram.json``.
 
-Bad input gives one line on stderr and exit status 2; outputs are written atomically, and only
-after every number has been computed.
+The contract (DESIGN.md "Bad input"; ``tests/test_cli_contract.py``):
+
+- every numeric option has an explicit allowed range, checked while parsing (``Int``, ``Real``,
+  ``Reals``): a value outside it, NaN, inf or a non-number is one line on stderr naming the
+  option and its range, exit status 2;
+- ``--out`` is checked before any computation: not a file, not under a file, writable, and with
+  room on its disk for the report;
+- the report is staged in a temporary folder and swapped in only after every number has been
+  computed (``_io.write_report``): a failed or interrupted run leaves the previous report intact;
+- every error ends in one line and exit status 2; an internal error (a bug) in one line naming
+  the file that keeps its traceback;
+- Ctrl-C ends the program within a moment with exit status 130 and one line, removing any
+  unfinished staging folder (``_install_interrupt``).
 """
 
 from __future__ import annotations
@@ -21,11 +32,10 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 ENSEMBLES = ("two-deltas", "mixture", "gaussian", "hypersphere", "curie-weiss", "finite")
 
@@ -39,10 +49,130 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):  # noqa: D401 - argparse API
         message = " ".join(str(message).split())
+        # a range error of our option types: 'argument --seed: must be ...' -> '--seed must be ...'
+        message = re.sub(r"^argument (\S+): must ", r"\1 must ", message)
+        if message.endswith("expected one argument"):
+            message += " (write a value that starts with '-' as --option=-value)"
         self.exit(2, f"thermodiff: error: {message} (see: {self.prog} --help)\n")
 
 
-def _floats(text: str, name: str) -> list[float]:
+# ----------------------------------------------------------------------------- numeric options
+# Every numeric option has an explicit allowed range, checked while parsing. The limits:
+MAX_SEED = 2**31 - 1  # jax.random.key takes an int32 seed when float64 is off
+MAX_COUNT = 2**31 - 1  # XLA's array dimensions are int32
+MAX_DIM = 4096  # --dim, --n-spins, entries of --mu: the phase diagram holds several d x d float64
+#                 matrices per temperature (16 x 8 d^2 bytes = 2 GiB at d = 4096; 80 GB for one
+#                 matrix at d = 100000, the run that used to end in an out-of-memory abort)
+MAX_CW_RATIO = 100.0  # --coupling / --data-temperature: the Curie-Weiss quadrature has
+#                       4 sqrt(N J / T_d) + 53 nodes per state (2613 x 4096 values at the limits)
+# Lengths (|--mu|, --radius) up to 1e30 and variances (--variance, --temperatures) in
+# [1e-60, 1e60]: squares and ratios such as x.y/T (<= 1e120) stay far inside float64.
+LENGTH = 1e30
+VARIANCE = 1e60
+TINY_T = 1e-60
+MAX_TEMPERATURES = 100_000  # --n-temperatures and the entries of phase-diagram --temperatures
+MAX_POINTS = 10_000  # landscape --points (the JSON holds points x temperatures numbers)
+MAX_LANDSCAPE_T = 100  # entries of landscape --temperatures
+
+
+def _show(text) -> str:
+    text = str(text)
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def _num(x) -> str:
+    if isinstance(x, int):
+        return str(x)
+    return re.sub(r"e\+?(-?)0*(\d)", r"e\1\2", f"{x:g}")  # 1e+50 -> 1e50, 1e-06 -> 1e-6
+
+
+class Int:
+    """argparse ``type``: an integer in [lo, hi]; anything else is a one-line usage error
+    naming the option and the range."""
+
+    def __init__(self, lo: int, hi: int):
+        self.lo, self.hi = lo, hi
+        self.what = f"an integer in [{_num(lo)}, {_num(hi)}]"
+
+    def __call__(self, text: str) -> int:
+        try:
+            value = int(str(text).strip())
+        except ValueError:  # not an integer (also '1e3', 'nan', and over 4300 digits)
+            value = None
+        if value is None or not self.lo <= value <= self.hi:
+            raise argparse.ArgumentTypeError(f"must be {self.what}, got {_show(text)}")
+        return value
+
+
+class Real:
+    """argparse ``type``: a finite number in [lo, hi] (or open ends); NaN, inf and anything
+    else are a one-line usage error naming the option and the range."""
+
+    def __init__(self, lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False, or_zero: bool = False):
+        self.lo, self.hi, self.lo_open, self.hi_open, self.or_zero = lo, hi, lo_open, hi_open, or_zero
+        self.interval = f"{'(' if lo_open else '['}{_num(lo)}, {_num(hi)}{')' if hi_open else ']'}"
+        self.what = f"{'0 or ' if or_zero else ''}a number in {self.interval}"
+
+    def ok(self, v: float) -> bool:
+        if self.or_zero and v == 0:
+            return True
+        return (math.isfinite(v) and (v > self.lo if self.lo_open else v >= self.lo)
+                and (v < self.hi if self.hi_open else v <= self.hi))
+
+    def __call__(self, text: str) -> float:
+        try:
+            value = float(str(text).strip())
+        except ValueError:
+            value = math.nan
+        if not self.ok(value):
+            raise argparse.ArgumentTypeError(f"must be {self.what}, got {_show(text)}")
+        return value
+
+
+class Reals:
+    """argparse ``type``: a comma-separated list of ``lo_n`` to ``hi_n`` numbers, each in the
+    range of ``each`` (a ``Real``); parsed to a list of floats."""
+
+    def __init__(self, each: Real, lo_n: int, hi_n: int):
+        self.each, self.lo_n, self.hi_n = each, lo_n, hi_n
+        self.what = f"a comma-separated list of {lo_n} to {hi_n} numbers in {each.interval}"
+
+    def __call__(self, text: str) -> list[float]:
+        parts = [p for p in str(text).split(",") if p.strip()]
+        if not self.lo_n <= len(parts) <= self.hi_n:
+            raise argparse.ArgumentTypeError(f"must be {self.what}, got {len(parts)} values")
+        values = []
+        for p in parts:
+            try:
+                v = float(p.strip())
+            except ValueError:
+                v = math.nan
+            if not self.each.ok(v):
+                raise argparse.ArgumentTypeError(f"must be {self.what}, got {_show(p.strip())}")
+            values.append(v)
+        return values
+
+
+class Ints(Reals):
+    """argparse ``type``: a comma-separated list of integers in [lo, hi]."""
+
+    def __init__(self, lo: int, hi: int, lo_n: int, hi_n: int):
+        self.item, self.lo_n, self.hi_n = Int(lo, hi), lo_n, hi_n
+        self.what = f"a comma-separated list of {lo_n} to {hi_n} integers in [{lo}, {hi}]"
+
+    def __call__(self, text: str) -> list[int]:
+        parts = [p.strip() for p in str(text).split(",") if p.strip()]
+        if not self.lo_n <= len(parts) <= self.hi_n:
+            raise argparse.ArgumentTypeError(f"must be {self.what}, got {len(parts)} values")
+        try:
+            return [self.item(p) for p in parts]
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"must be {self.what}, got {_show(text)}") from None
+
+
+def _floats(text, name: str) -> list[float]:
+    if isinstance(text, (list, tuple)):  # already parsed and range-checked (``Reals``)
+        return [float(v) for v in text]
     try:
         vals = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -52,8 +182,10 @@ def _floats(text: str, name: str) -> list[float]:
     return vals
 
 
-def load_array(path: str) -> np.ndarray:
+def load_array(path: str):
     """A 2-D numeric array (N, d) from .npy or .npz (key 'data', 'points', 'X' or the only array)."""
+    import numpy as np
+
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"--data: cannot read {path!r}: no such file")
@@ -87,12 +219,14 @@ def load_array(path: str) -> np.ndarray:
     return arr.astype(np.float64)
 
 
-def load_dataset(path: str) -> tuple[np.ndarray, np.ndarray | None, str]:
+def load_dataset(path: str):
     """(points (N, d), labels or None, name) from .npy or .npz for ``thermodiff analyze``.
 
     An .npz may hold the points under 'data', 'points', 'X' or 'x' (or as its only array) and
     integer class labels under 'labels' or 'y'.
     """
+    import numpy as np
+
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"DATA: cannot read {path!r}: no such file")
@@ -135,6 +269,8 @@ def load_dataset(path: str) -> tuple[np.ndarray, np.ndarray | None, str]:
 
 
 def analyze_command(args) -> tuple[dict, dict, str]:
+    import numpy as np
+
     from ._analyze import STAGES, analyze
     from ._analyze_text import report_markdown
     from ._progress import Progress
@@ -180,7 +316,7 @@ def _one_line(res: dict) -> str:
     return "; ".join(parts) + f" ({res['scale']['name']} units)"
 
 
-def _load_model(path: str, X: np.ndarray):
+def _load_model(path: str, X):
     """(model, training indices into X, info) from a checkpoint trained on X (or on its train split)."""
     from ._checkpoint import CheckpointError, check_data, data_fingerprint, load_checkpoint, read_meta
 
@@ -212,7 +348,33 @@ def _load_model(path: str, X: np.ndarray):
     return ck.ema, idx, info
 
 
+def check_ensemble_options(args) -> None:
+    """The checks between options of an ensemble (each option's own range is checked while
+    parsing): before any work, one line naming the options."""
+    name = args.ensemble
+    if name not in ENSEMBLES:
+        raise UsageError(f"--ensemble must be one of {', '.join(ENSEMBLES)}, got {name!r}")
+    if name == "two-deltas" and not any(_floats(args.mu, "--mu")):
+        raise UsageError("--mu must not be all zeros for --ensemble two-deltas (two deltas at one point are one delta)")
+    if name == "curie-weiss" and args.coupling / args.data_temperature > MAX_CW_RATIO * (1 + 1e-12):
+        raise UsageError(f"--coupling / --data-temperature must be <= {MAX_CW_RATIO:g} (the quadrature needs "
+                         f"4 sqrt(N J/T_d) + 53 nodes per state), got {args.coupling:g} / {args.data_temperature:g}")
+    if name == "finite" and args.data is None:
+        raise UsageError("--ensemble finite needs --data FILE.npy|FILE.npz")
+
+
 def build_ensemble(args):
+    """The ensemble of ``args``; an error of its constructor names --ensemble."""
+    check_ensemble_options(args)
+    try:
+        return _build_ensemble(args)
+    except UsageError:
+        raise
+    except (ValueError, TypeError) as err:
+        raise UsageError(f"--ensemble {args.ensemble}: {' '.join(str(err).split())}") from None
+
+
+def _build_ensemble(args):
     import jax.numpy as jnp
 
     import thermodiff as td
@@ -232,19 +394,28 @@ def build_ensemble(args):
     if name == "finite":
         if args.data is None:
             raise UsageError("--ensemble finite needs --data FILE.npy|FILE.npz")
-        return td.FiniteDataset(jnp.asarray(load_array(args.data)))
+        X = load_array(args.data)
+        if X.shape[1] > MAX_DIM:
+            raise UsageError(f"--data: points of dimension d = {X.shape[1]}; at most {MAX_DIM} here (the "
+                             "posterior covariances are d x d float64 matrices)")
+        return td.FiniteDataset(jnp.asarray(X))
     raise UsageError(f"--ensemble must be one of {', '.join(ENSEMBLES)}, got {name!r}")
 
 
 def _add_ensemble_arguments(q) -> None:
+    mu, var = Reals(Real(-LENGTH, LENGTH), 1, MAX_DIM), Real(TINY_T, VARIANCE, or_zero=True)
+    radius, n = Real(1 / LENGTH, LENGTH), Int(1, MAX_DIM)
+    td_, j = Real(1e-6, 1e6), Real(1e-6, 1e6)
     q.add_argument("--ensemble", default="two-deltas", help=f"one of {', '.join(ENSEMBLES)}")
-    q.add_argument("--mu", default="1.0", help="two-deltas/mixture/gaussian: mean vector, comma-separated")
-    q.add_argument("--variance", type=float, default=0.25, help="mixture/gaussian component variance")
-    q.add_argument("--radius", type=float, default=1.0, help="hypersphere radius")
-    q.add_argument("--dim", type=int, default=3, help="hypersphere ambient dimension")
-    q.add_argument("--n-spins", type=int, default=20, help="curie-weiss number of spins")
-    q.add_argument("--data-temperature", type=float, default=2.0, help="curie-weiss data temperature")
-    q.add_argument("--coupling", type=float, default=1.0, help="curie-weiss coupling J")
+    q.add_argument("--mu", type=mu, default="1.0",
+                   help=f"two-deltas/mixture/gaussian: mean vector, {mu.what} (not all 0 for two-deltas)")
+    q.add_argument("--variance", type=var, default=0.25, help=f"mixture/gaussian component variance, {var.what}")
+    q.add_argument("--radius", type=radius, default=1.0, help=f"hypersphere radius, {radius.what}")
+    q.add_argument("--dim", type=n, default=3, help=f"hypersphere ambient dimension, {n.what}")
+    q.add_argument("--n-spins", type=n, default=20, help=f"curie-weiss number of spins, {n.what}")
+    q.add_argument("--data-temperature", type=td_, default=2.0,
+                   help=f"curie-weiss data temperature T_d, {td_.what}, with J/T_d <= {MAX_CW_RATIO:g}")
+    q.add_argument("--coupling", type=j, default=1.0, help=f"curie-weiss coupling J, {j.what}")
     q.add_argument("--data", default=None, help="finite: a .npy/.npz array of shape (N, d)")
 
 
@@ -308,8 +479,10 @@ def make_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     q = sub.add_parser("landscape", help="free-energy landscapes Phi_T(x) of an ensemble across T")
     _add_ensemble_arguments(q)
-    q.add_argument("--temperatures", default=None, help="comma-separated temperatures (default: around the top covariance eigenvalue)")
-    q.add_argument("--points", type=int, default=401, help="grid points along the axis")
+    temps, points = Reals(Real(TINY_T, VARIANCE), 1, MAX_LANDSCAPE_T), Int(3, MAX_POINTS)
+    q.add_argument("--temperatures", type=temps, default=None,
+                   help=f"{temps.what} (default: around the top covariance eigenvalue)")
+    q.add_argument("--points", type=points, default=401, help=f"grid points along the axis, {points.what}")
     q.add_argument("--out", default="thermodiff-out", help="output folder")
     a = sub.add_parser(
         "analyze",
@@ -325,15 +498,17 @@ def make_parser() -> argparse.ArgumentParser:
                    help="a .npy array (N, d) or an .npz with 'data'/'points'/'X' and optional integer 'labels'/'y' "
                         "(default: the embedded UCI digits)")
     a.add_argument("--out", default="thermodiff-out", help="output folder")
-    a.add_argument("--seed", type=int, default=0, help="PRNG seed of the simulations")
+    a.add_argument("--seed", type=Int(0, MAX_SEED), default=0,
+                   help=f"PRNG seed of the simulations, an integer in [0, {MAX_SEED}]")
     a.add_argument("--quick", action="store_true", help="fewer trajectories and temperatures (a smoke run)")
     a.add_argument("--scale", default="minus-one-one", choices=("raw", "unit-variance", "minus-one-one"),
                    help="units of the analysis: 'minus-one-one' (default) maps the data to [-1, 1] by their global "
                         "min and max, as image diffusion models are trained; 'unit-variance' centres them and divides "
                         "by one global standard deviation; 'raw' keeps them. Temperatures are reported in these units "
                         "and in the data's own")
-    a.add_argument("--max-points", type=int, default=None,
-                   help="analyse a random subset of this many points (for data too large to simulate in minutes)")
+    a.add_argument("--max-points", type=Int(2, MAX_COUNT), default=None,
+                   help=f"analyse a random subset of this many points, an integer in [2, {MAX_COUNT}] "
+                        "(for data too large to simulate in minutes)")
     a.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     a.add_argument("--model", default=None,
                    help="a checkpoint of `thermodiff train` (its folder or its checkpoint/ folder) trained on DATA: "
@@ -348,9 +523,12 @@ def make_parser() -> argparse.ArgumentParser:
                      "phase_diagram.json in --out, only after everything was computed."),
     )
     _add_ensemble_arguments(r)
-    r.add_argument("--n-temperatures", type=int, default=200,
-                   help="grid size (default 200, log-spaced from T_c/5 to 5 T_c; around lambda_max when there is no transition)")
-    r.add_argument("--temperatures", default=None, help="an explicit comma-separated list of temperatures instead of the grid")
+    n_t, temps = Int(3, MAX_TEMPERATURES), Reals(Real(TINY_T, VARIANCE), 1, MAX_TEMPERATURES)
+    r.add_argument("--n-temperatures", type=n_t, default=200,
+                   help=f"grid size, {n_t.what} (default 200, log-spaced from T_c/5 to 5 T_c; around lambda_max "
+                        "when there is no transition)")
+    r.add_argument("--temperatures", type=temps, default=None,
+                   help=f"explicit temperatures instead of the grid: {temps.what}, at least 3 distinct")
     r.add_argument("--exponents", action="store_true", help="also compute the critical exponents (theory section 4)")
     r.add_argument("--out", default="thermodiff-out", help="output folder")
     from ._cli_train import add_parser as add_train
@@ -359,72 +537,122 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_out(out: str) -> None:
-    """--out must be a folder, or creatable under its nearest existing ancestor: checked before any
-    computation, so an unwritable destination is one line on stderr, not a lost run."""
+def check_out(out: str, need_bytes: int = 0) -> None:
+    """--out must be a folder, or creatable under its nearest existing ancestor, writable, with
+    about ``need_bytes`` free on its disk: checked before any computation, so a bad destination
+    is one line on stderr, not a lost run."""
+    import shutil
+
     p = Path(out)
     if p.exists():
         if not p.is_dir():
             raise UsageError(f"--out {out!r} exists and is not a folder")
-        if not os.access(p, os.W_OK):
+        if not os.access(p, os.W_OK | os.X_OK):
             raise UsageError(f"--out {out!r} is not writable")
-        return
-    parent = p.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UsageError(f"--out {out!r}: {str(parent)!r} is not a folder")
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"--out {out!r}: cannot create it in {str(parent)!r} (not writable)")
+        where = p
+    else:
+        parent = p.parent
+        while not parent.exists():  # also False for a path under a file
+            parent = parent.parent
+        if not parent.is_dir():
+            raise UsageError(f"--out {out!r}: {str(parent)!r} is a file, not a folder")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise UsageError(f"--out {out!r}: cannot create it in {str(parent)!r} (not writable)")
+        where = parent
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        return  # no usage figures (some network file systems): the write will tell
+    if free < need_bytes:
+        raise UsageError(f"--out {out!r}: {free / 1e6:.1f} MB free on its disk, the report needs about "
+                         f"{need_bytes / 1e6:.1f} MB")
+
+
+def report_bytes(args) -> int:
+    """A generous estimate of the size of the report of ``args`` (for the free-space check)."""
+    mb = 1_000_000
+    if args.command == "landscape":
+        n_t = len(args.temperatures) if args.temperatures else 6
+        return 2 * mb + 30 * n_t * args.points
+    if args.command == "phase-diagram":
+        n_t = len(args.temperatures) if args.temperatures else args.n_temperatures
+        return 2 * mb + 200 * n_t
+    if args.command == "analyze":
+        return 20 * mb
+    if args.command == "train":  # the checkpoint (two copies while it is replaced) and the figures
+        from ._cli_train import DEFAULTS
+
+        width = args.width or DEFAULTS["width"]
+        depth = DEFAULTS["depth"] if args.depth is None else args.depth
+        steps = args.steps or DEFAULTS["steps"]
+        params = 2 * 1024 * width + 3 * (depth + 1) * width * width  # float32: model, EMA, two Adam moments
+        return 10 * mb + 2 * (16 * params + 16 * steps)
+    return mb
+
+
+def _check_options(args) -> None:
+    """Checks between options, and --out, before any work."""
+    if args.command in ("landscape", "phase-diagram"):
+        check_ensemble_options(args)
+    if args.command == "phase-diagram" and args.temperatures is not None and len(set(args.temperatures)) < 3:
+        raise UsageError(f"--temperatures needs at least 3 distinct values, got {len(set(args.temperatures))}")
+    if args.command != "train":  # train checks its folder itself (resume rules), with report_bytes
+        check_out(args.out, report_bytes(args))
 
 
 def _write_all(files: list[tuple[Path, bytes]]) -> None:
-    """Write a report all or nothing: every file is first written in full to a temporary file
-    beside its destination (the step that can fail: no space, no permission), and only then are
-    they renamed into place. A failure while staging removes the temporary files and leaves the
-    previous report untouched."""
-    import tempfile
+    """Write a report all or nothing (``_io.write_report``): every file is first written in full
+    into a staging folder, and only then swapped in. A failure while staging (no space, no
+    permission) removes the staging folder and leaves the previous report untouched."""
+    from ._io import write_report
 
-    umask = os.umask(0)
-    os.umask(umask)
-    staged = []
-    try:
-        for path, data in files:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-            staged.append(tmp)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it private (0600)
-    except BaseException:
-        for tmp in staged:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        raise
-    for tmp, (path, _) in zip(staged, files):
-        os.replace(tmp, path)
+    folders = {Path(path).parent for path, _ in files}
+    if len(folders) != 1:
+        raise ValueError(f"a report is one folder, got files in {sorted(map(str, folders))}")
+    write_report(folders.pop(), {Path(path).name: data for path, data in files})
 
 
 def _interrupted(out: Path) -> int:
     """Ctrl-C during training: one line naming the last checkpoint, exit status 130."""
     import json
 
-    try:
-        step = json.loads((out / "checkpoint" / "meta.json").read_text())["step"]
+    step = None
+    metas = [out / "checkpoint" / "meta.json"] + sorted(out.glob(".checkpoint.old-*/meta.json"))
+    for meta in metas:  # the second: a save cut between its two renames (restored on --resume)
+        try:
+            step = json.loads(meta.read_text())["step"]
+            break
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    if step is not None:
         where = f"the last checkpoint (step {step}) is in {out / 'checkpoint'}; continue with --resume"
-    except (OSError, ValueError, KeyError):
+    else:
         where = "no checkpoint was written yet"
     print(f"thermodiff: interrupted; {where}", file=sys.stderr)
     return 130
 
 
+def _text(err: BaseException) -> str:
+    """The message of ``err`` on one line (also for an exception whose ``str`` fails)."""
+    try:
+        return " ".join(str(err).split())
+    except Exception:
+        return f"(a {type(err).__name__} whose message cannot be shown)"
+
+
 def _fail(err: BaseException) -> int:
-    text = " ".join(str(err).split())
+    text = _text(err)
     msg = text if text else type(err).__name__
+    if isinstance(err, MemoryError) or _out_of_memory(err):
+        msg = f"out of memory ({msg}); choose a smaller problem (fewer points, temperatures or dimensions)"
     print(f"thermodiff: error: {msg}", file=sys.stderr)
     return 2
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """An allocation that failed inside XLA (a JaxRuntimeError, not a MemoryError)."""
+    text = _text(err)
+    return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text
 
 
 def _enable_compilation_cache() -> None:
@@ -449,79 +677,121 @@ def _enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
+_CONTEXT: dict = {"args": None}  # the parsed options of the running command (for the Ctrl-C line)
+
+
 def main(argv=None) -> int:
+    """Run the command line on ``argv`` (default: ``sys.argv[1:]``) and return its exit status:
+    0, 2 for every error (one line on stderr), 130 after Ctrl-C. Never raises SystemExit."""
+    from . import _io
+
     t_start = time.perf_counter()
-    args = make_parser().parse_args(argv)
-    previous = _install_sigint(args)
+    _io.forget_report()
     try:
-        if args.command != "train":  # train checks its folder itself (resume rules)
-            check_out(args.out)
+        args = make_parser().parse_args(argv)
+    except SystemExit as stop:  # a usage error (2), --help or --version (0)
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
+    except KeyboardInterrupt:
+        print("thermodiff: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug in the parser
+        return _internal_error(err)
+    _CONTEXT["args"] = args
+    try:
+        _check_options(args)
         _enable_compilation_cache()
         return _COMMANDS[args.command](args, t_start)
     except KeyboardInterrupt:
         return _say_interrupted(args)
     except (ValueError, TypeError, OSError, MemoryError) as err:
         return _fail(err)
-    except Exception as err:  # a bug: one line, the traceback kept in a file
+    except BaseException as err:  # a bug (also SystemExit from a library): one line, the traceback in a file
+        if isinstance(err, Exception) and _out_of_memory(err):
+            return _fail(err)
         return _internal_error(err)
-    finally:
-        if previous is not None:
-            import signal
-
-            signal.signal(signal.SIGINT, previous[0])
-            sys.unraisablehook = previous[1]
 
 
 def _say_interrupted(args) -> int:
+    from . import _io
+
+    if args is None:
+        print("thermodiff: interrupted", file=sys.stderr)
+        return 130
     if args.command == "train":
         return _interrupted(Path(args.out))
-    print(f"thermodiff: interrupted; nothing was written to {args.out}", file=sys.stderr)
+    written = _io.last_report()
+    if written is not None and Path(written) == Path(args.out):
+        print(f"thermodiff: interrupted after the report was written completely to {args.out}", file=sys.stderr)
+    else:
+        print(f"thermodiff: interrupted; nothing was written to {args.out}", file=sys.stderr)
     return 130
 
 
-def _install_sigint(args):
-    """Ctrl-C raises KeyboardInterrupt as usual, but Python drops an interrupt that lands inside a
-    destructor or a garbage-collector callback (JAX runs one on every collection): the run went on
-    and printed a traceback. Such a dropped interrupt now ends the process at once with the one
-    line and status 130, and a timer does the same if the process is still alive 3 s after the
-    signal. Returns what to restore (None off the main thread)."""
+def _leave(*_) -> None:
+    """Ctrl-C: wait for a report being swapped in, remove an unfinished staging folder, print
+    one line and end the process at once with status 130 (no traceback, no interpreter teardown
+    while XLA's threads run)."""
+    from . import _io
+
+    _io.COMMIT_LOCK.acquire(timeout=10)
+    try:
+        _io.abandon_staging()
+        _say_interrupted(_CONTEXT["args"])
+        sys.stderr.flush()
+    finally:
+        os._exit(130)
+
+
+def _install_interrupt() -> None:
+    """Make Ctrl-C end the program promptly with one line and status 130 (``_leave``).
+
+    A KeyboardInterrupt raised into a running program is unreliable: Python drops one that lands
+    in a destructor or a garbage-collector callback (JAX runs one on every collection), one that
+    lands while a C extension is being imported can crash the process, and the handler itself
+    runs only when the main thread returns from XLA. So the handler raises nothing: it leaves
+    at once, and a watcher thread, woken by ``signal.set_wakeup_fd`` when the signal arrives on
+    any thread, leaves even while the main thread is inside a long XLA call. Only for the
+    program (``run``); ``main`` called in-process keeps Python's KeyboardInterrupt.
+    """
     import signal
     import threading
 
-    if threading.current_thread() is not threading.main_thread():
-        return None
+    from . import _io
 
-    def leave():
-        _say_interrupted(args)
-        sys.stderr.flush()
-        os._exit(130)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+
+    def watch():
+        while True:
+            try:
+                data = os.read(r, 64)
+            except OSError:
+                return
+            if not data:
+                return
+            if signal.SIGINT in data:
+                _leave()
 
     def handler(signum, frame):
-        timer = threading.Timer(3.0, leave)
-        timer.daemon = True
-        timer.start()
-        raise KeyboardInterrupt
+        if _io.writing_report():  # the main thread holds the report's lock: the watcher leaves after it
+            return
+        _leave()
 
-    previous_hook = sys.unraisablehook
-
-    def hook(unraisable):
-        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
-            leave()
-        previous_hook(unraisable)
-
-    sys.unraisablehook = hook
-    return signal.signal(signal.SIGINT, handler), previous_hook
+    signal.signal(signal.SIGINT, handler)  # first: from here on Ctrl-C is one line
+    signal.set_wakeup_fd(w)
+    threading.Thread(target=watch, name="thermodiff-interrupt", daemon=True).start()
 
 
 def run() -> None:
-    """The console entry point: ``main()``, then exit. After Ctrl-C the process leaves at once
-    (``os._exit``): an interrupt can land while XLA compiles or runs on its own threads, and a
-    normal interpreter shutdown then crashes in their teardown (a segfault after the one-line
-    message, seen in tests)."""
+    """The console entry point: Ctrl-C handling, ``main()``, then exit (after status 130 at once,
+    ``os._exit``: a normal interpreter shutdown can crash in the teardown of XLA's threads)."""
+    _install_interrupt()
     code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
     if code == 130:
-        sys.stdout.flush()
-        sys.stderr.flush()
         os._exit(130)
     sys.exit(code)
 
@@ -530,12 +800,15 @@ def _internal_error(err: BaseException) -> int:
     import tempfile
     import traceback
 
-    fd, path = tempfile.mkstemp(prefix="thermodiff-traceback-", suffix=".txt")
-    with os.fdopen(fd, "w") as fh:
-        fh.write("".join(traceback.format_exception(err)))
-    msg = " ".join(str(err).split()) or "(no message)"
-    print(f"thermodiff: internal error: {type(err).__name__}: {msg} (full traceback in {path}; please report it)",
-          file=sys.stderr)
+    msg = _text(err) or "(no message)"
+    try:
+        fd, path = tempfile.mkstemp(prefix="thermodiff-traceback-", suffix=".txt")
+        with os.fdopen(fd, "w") as fh:
+            fh.write("".join(traceback.format_exception(err)))
+        where = f"full traceback in {path}"
+    except Exception as save_err:  # an unwritable temporary folder: still one line
+        where = f"the traceback could not be saved: {type(save_err).__name__}"
+    print(f"thermodiff: internal error: {type(err).__name__}: {msg} ({where}; please report it)", file=sys.stderr)
     return 2
 
 

@@ -27,8 +27,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
-
 ARCHS = ("mlp", "unet")
 # Defaults of the command line (None in argparse, so that --resume can tell what was given).
 DEFAULTS = dict(arch="mlp", width=256, depth=3, channels="16,32", steps=4000, batch_size=256, lr=1e-3,
@@ -53,19 +51,29 @@ def add_parser(sub) -> None:
     t.add_argument("data", nargs="?", default=None,
                    help="a .npy array (N, d) or an .npz with 'data'/'points'/'X' (default: the embedded UCI digits)")
     t.add_argument("--out", default="thermodiff-train", help="output folder (default thermodiff-train)")
+    from ._cli import MAX_SEED, Int, Ints, Real
+
+    width, depth, steps, batch = Int(1, 8192), Int(0, 64), Int(1, 10**8), Int(1, 65536)
+    seed, n_samples, channels = Int(0, MAX_SEED), Int(0, 100_000), Ints(1, 1024, 1, 8)
+    lr, ema, held = Real(0.0, 1.0, lo_open=True), Real(0.0, 1.0, hi_open=True), Real(0.0, 0.5)
     t.add_argument("--arch", default=None, help=f"network: {' or '.join(ARCHS)} (default mlp)")
-    t.add_argument("--width", type=int, default=None, help="MLP width (default 256)")
-    t.add_argument("--depth", type=int, default=None, help="MLP residual blocks (default 3)")
-    t.add_argument("--channels", default=None, help="U-Net channels per level, comma-separated (default 16,32)")
-    t.add_argument("--steps", type=int, default=None, help="total training steps (default 4000)")
-    t.add_argument("--batch-size", type=int, default=None, help="examples per step (default 256)")
-    t.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3)")
-    t.add_argument("--ema", type=float, default=None, help="EMA decay in [0, 1) (default 0.999)")
-    t.add_argument("--seed", type=int, default=None, help="PRNG seed (default 0)")
-    t.add_argument("--held-out", type=float, default=None,
-                   help="fraction of the data held out for the generalisation proxy, in [0, 0.5] (default 0.1)")
+    t.add_argument("--width", type=width, default=None, help=f"MLP width, {width.what} (default 256)")
+    t.add_argument("--depth", type=depth, default=None, help=f"MLP residual blocks, {depth.what} (default 3)")
+    def channel_list(text: str) -> str:  # kept as text, like the checkpoint's saved settings
+        return ",".join(str(c) for c in channels(text))
+
+    t.add_argument("--channels", type=channel_list, default=None,
+                   help=f"U-Net channels per level, {channels.what} (default 16,32)")
+    t.add_argument("--steps", type=steps, default=None, help=f"total training steps, {steps.what} (default 4000)")
+    t.add_argument("--batch-size", type=batch, default=None, help=f"examples per step, {batch.what} (default 256)")
+    t.add_argument("--lr", type=lr, default=None, help=f"Adam learning rate, {lr.what} (default 1e-3)")
+    t.add_argument("--ema", type=ema, default=None, help=f"EMA decay, {ema.what} (default 0.999)")
+    t.add_argument("--seed", type=seed, default=None, help=f"PRNG seed, {seed.what} (default 0)")
+    t.add_argument("--held-out", type=held, default=None,
+                   help=f"fraction of the data held out for the generalisation proxy, {held.what} (default 0.1)")
     t.add_argument("--parametrization", default=None, help="edm, noise, x0 or score (default edm)")
-    t.add_argument("--n-samples", type=int, default=None, help="generated samples per f_mem estimate (default 256; 0: none)")
+    t.add_argument("--n-samples", type=n_samples, default=None,
+                   help=f"generated samples per f_mem estimate, {n_samples.what}, not 1 (default 256; 0: none)")
     t.add_argument("--resume", action="store_true", help="continue the checkpoint in --out (its settings are kept)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
@@ -125,6 +133,8 @@ def _image_side(d: int) -> int | None:
 
 def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, held-out indices): a seeded permutation, held-out = the first round(f n)."""
+    import numpy as np
+
     perm = np.random.default_rng(seed).permutation(n)
     k = int(round(fraction * n))
     return np.sort(perm[k:]), np.sort(perm[:k])
@@ -142,6 +152,8 @@ def _check_out(out: Path, resume: bool):
     if resume and not has:
         raise UsageError(f"--resume: {str(out)!r} holds no checkpoint to continue")
     probe_dir = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
+    if not probe_dir.is_dir():
+        raise UsageError(f"--out {str(out)!r}: {str(probe_dir)!r} is a file, not a folder")
     if not os.access(probe_dir, os.W_OK | os.X_OK):
         raise UsageError(f"--out {str(out)!r} is not writable")
 
@@ -149,6 +161,8 @@ def _check_out(out: Path, resume: bool):
 # ----------------------------------------------------------------------------- the command
 def train_command(args, load_dataset) -> tuple[dict, dict, Path]:
     """Run ``thermodiff train``; returns (training.json content, {png name: bytes}, out folder)."""
+    import numpy as np
+
     out = Path(args.out)
     _check_out(out, args.resume)
     saved = None
@@ -162,6 +176,12 @@ def train_command(args, load_dataset) -> tuple[dict, dict, Path]:
         if not isinstance(saved, dict):
             raise UsageError("--resume: the checkpoint was not written by `thermodiff train` (no saved settings)")
     cfg = _config(args, saved)
+    from ._cli import check_out, report_bytes
+
+    try:  # room on the disk for the checkpoint and the figures
+        check_out(str(out), report_bytes(args))
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     if args.data is None:
         from ._data import load_digits
 
@@ -202,7 +222,7 @@ def train_command(args, load_dataset) -> tuple[dict, dict, Path]:
         net = td.UNet(side, side, tuple(int(c) for c in str(cfg["channels"]).split(",")), key=k_net)
     model = td.Preconditioned.for_data(net, np.asarray(Xtr, np.float64), cfg["parametrization"])
     sd2 = float(model.sigma_data) ** 2
-    trainer = td.Trainer(_adam(cfg["lr"]), T_min=1e-4 * sd2, T_max=1e3 * sd2, batch_size=cfg["batch_size"],
+    trainer = td.Trainer(_adam(cfg["lr"]), T_min=1e-4 * sd2, T_max=min(1e3 * sd2, td.VP().max_temperature()), batch_size=cfg["batch_size"],
                          ema_decay=cfg["ema"])
     temps = np.geomspace(0.01 * sd2, 30 * sd2, 8)
     diag = td.Diagnostics(temps, held_out=X[held_idx] if held_idx.size >= 2 else None,
@@ -237,6 +257,8 @@ def _f(x):
 
 
 def _summary(res, cfg, name, n, d, train_idx, held_idx, diag, wall) -> dict:
+    import numpy as np
+
     h = {k: np.asarray(v) for k, v in res.history.items()}
     losses = np.asarray(res.losses, np.float64)
     # the loss curve as means over 200 log-spaced windows (the per-step losses stay in the checkpoint)
@@ -280,6 +302,8 @@ def _summary(res, cfg, name, n, d, train_idx, held_idx, diag, wall) -> dict:
 
 # ----------------------------------------------------------------------------- figures
 def _figures(r) -> dict:
+    import numpy as np
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -321,7 +345,8 @@ def _figures(r) -> dict:
             ax.set_xlabel("training step (step 0 drawn at 0.5)")
             ax.set_ylabel("squared error per state (data units)")
             ax.set_title(title, fontsize=10)
-            ax.legend(fontsize=7, ncol=2)
+            if ax.get_legend_handles_labels()[0]:  # no generalisation curves without a held-out split
+                ax.legend(fontsize=7, ncol=2)
         if "f_mem" in rows[0]:
             axes[2].errorbar(steps, [row["f_mem"] for row in rows], yerr=[row["f_mem_stderr"] for row in rows],
                              fmt="o-", ms=3, capsize=2, label="f_mem (bootstrap stderr)")
@@ -334,7 +359,8 @@ def _figures(r) -> dict:
         axes[2].set_xlabel("training step (step 0 drawn at 0.5)")
         axes[2].set_ylabel("memorised fraction of samples")
         axes[2].set_title("f_mem = P(d1/d2 < 1/3)", fontsize=10)
-        axes[2].legend(fontsize=8)
+        if axes[2].get_legend_handles_labels()[0]:  # nothing to label without f_mem (--n-samples 0)
+            axes[2].legend(fontsize=8)
         fig.tight_layout()
         out["diagnostics.png"] = figure_bytes(fig)
         plt.close(fig)
@@ -342,6 +368,8 @@ def _figures(r) -> dict:
 
 
 def _samples_figure(model, train, side, key) -> bytes:
+    import numpy as np
+
     import matplotlib
 
     matplotlib.use("Agg")

@@ -29,7 +29,7 @@ def landscape(args, build_ensemble, floats, progress=None) -> dict:
     lam, v = float(evals[-1]), evecs[:, -1]
     if not (np.all(np.isfinite(cov)) and math.isfinite(lam) and lam < 1e100):
         raise ValueError(f"the ensemble's covariance is not finite in float64 (top eigenvalue {lam:.3g}): its "
-                         "parameters (e.g. --mu) must stay below about 1e50")
+                         "parameters or data must stay below about 1e50 in magnitude")
     if args.temperatures:
         temps = floats(args.temperatures, "--temperatures")
         if min(temps) <= 0 or not all(math.isfinite(t) for t in temps):
@@ -43,9 +43,13 @@ def landscape(args, build_ensemble, floats, progress=None) -> dict:
     x0 = jnp.asarray(mean)
     v_j = jnp.asarray(v)
 
+    from ._phase_diagram import batched_vmap, map_batch, state_bytes
+
+    batch = map_batch(len(s), state_bytes(ens, matrices=False))  # bounded memory for large data
+
     @jax.jit
     def at_temperature(T):
-        phi = jax.vmap(lambda x: ens.landau(x, T))(xs) - ens.landau(x0, T)
+        phi = batched_vmap(lambda x: ens.landau(x, T), xs, batch) - ens.landau(x0, T)
         cov0 = ens.posterior_cov(x0, T)
         return dict(
             phi=phi,
@@ -72,10 +76,12 @@ def landscape(args, build_ensemble, floats, progress=None) -> dict:
     for r in rows:
         if not all(math.isfinite(val) for val in r["phi"]):
             raise ValueError(f"non-finite free energy at T={r['T']}: the ensemble parameters are too large for float64")
-    return dict(
+    from ._phase_diagram import _clean
+
+    return _clean(dict(  # JSON-safe: a non-finite value at the mean (e.g. C at a degenerate T) is null
         ensemble=args.ensemble, dim=int(ens.dim), convention="T = VE-equivalent noise variance (theory 1)",
         top_covariance_eigenvalue=lam, axis=v.tolist(), s=s.tolist(), temperatures=rows,
-    )
+    ))
 
 
 def plot_landscape(result) -> bytes:
@@ -106,7 +112,8 @@ def plot_landscape(result) -> bytes:
     bx.xaxis.set_minor_formatter(NullFormatter())
     bx.set_xlabel("T (VE noise variance, data units)")
     cx = bx.twinx()
-    cx.plot(T, [r["curvature_at_mean"] for r in rows], "s--", color="C1", ms=4,
+    curv = [np.nan if r["curvature_at_mean"] is None else r["curvature_at_mean"] for r in rows]
+    cx.plot(T, curv, "s--", color="C1", ms=4,
             label=r"curvature $1 - v^\top C v / T$ at the mean")
     cx.axhline(0, color="C1", lw=0.6)
     cx.set_ylabel("curvature at the data mean (< 0: unstable there)", color="C1")

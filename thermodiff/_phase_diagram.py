@@ -47,7 +47,7 @@ def _critical_point(ensemble, criterion: str) -> dict:
     import thermodiff as td
 
     try:
-        T = float(td.critical_temperature(ensemble, criterion))
+        T = float(td.critical_temperature(ensemble, criterion=criterion))
     except ValueError as err:
         if "symmetric" not in str(err):
             raise
@@ -99,7 +99,35 @@ def temperature_grid(T_c: float, lam: float, n: int, explicit: list[float] | Non
                            f"c = {what} = {centre:.10g}")
 
 
-def _sweep_impl(ens, Ts):
+MEMORY_BUDGET = 2**30  # bytes for one batch of states in the sweep and the landscape
+
+
+def state_bytes(ensemble, matrices: bool = True) -> int:
+    """A generous estimate of the float64 bytes one state (one x, one T) needs: ``matrices``
+    adds the d x d matrices of the sweep (posterior covariance, the susceptibility's solve, the
+    heat capacity's second derivative); the rest is the atoms x d table of the posterior (data
+    points of a finite set, quadrature nodes of Curie-Weiss, two for the other laws)."""
+    d = int(ensemble.dim)
+    atoms = int(getattr(ensemble, "n_points", 0) or getattr(ensemble, "n_nodes", 0) or 2)
+    return 8 * 16 * ((d * d if matrices else 0) + atoms * d + d)
+
+
+def map_batch(n: int, per_item: int, budget: int = MEMORY_BUDGET) -> int:
+    """How many of ``n`` states to vmap at once so that a batch stays within ``budget`` bytes
+    (``n``: one vmap, as before; fewer: ``jax.lax.map`` over batches)."""
+    return int(max(1, min(n, budget // max(per_item, 1))))
+
+
+def batched_vmap(f, xs, batch: int):
+    """``jax.vmap(f)(xs)`` computed ``batch`` states at a time (bounded memory)."""
+    import jax
+
+    if batch >= xs.shape[0]:
+        return jax.vmap(f)(xs)
+    return jax.lax.map(f, xs, batch_size=batch)
+
+
+def _sweep_impl(ens, Ts, batch):
     import jax
     import jax.numpy as jnp
 
@@ -111,7 +139,7 @@ def _sweep_impl(ens, Ts):
     mean = ens.mean()
 
     def one(T):
-        x = td.fixed_point(ens, T, start)
+        x = td.fixed_point(ens, T, x0=start)
         chi = td.susceptibility(ens, T, x0=start)
         return dict(
             order_parameter=(x - mean) @ v,  # = td.order_parameter(ens, T), without a second solve
@@ -121,7 +149,7 @@ def _sweep_impl(ens, Ts):
             stability=1.0 - jnp.linalg.eigvalsh(ens.posterior_cov(x, T))[-1] / T,
         )
 
-    return jax.vmap(one)(Ts)
+    return batched_vmap(one, Ts, batch)
 
 
 _sweep_jit = None
@@ -129,14 +157,16 @@ _sweep_jit = None
 
 def _sweep(ensemble, temps):
     """Order parameter, v.chi.v, tr chi, C and the stability of x* at every temperature: one
-    jitted vmap (compiled once per ensemble structure and grid size, then reused)."""
+    jitted vmap (compiled once per ensemble structure and grid size, then reused), in batches of
+    at most ``MEMORY_BUDGET`` bytes for large ensembles."""
     global _sweep_jit
     import equinox as eqx
     import jax.numpy as jnp
 
     if _sweep_jit is None:
         _sweep_jit = eqx.filter_jit(_sweep_impl)
-    out = _sweep_jit(ensemble, jnp.asarray(temps))
+    batch = map_batch(len(temps), state_bytes(ensemble))
+    out = _sweep_jit(ensemble, jnp.asarray(temps), batch)
     return {k: np.asarray(v, dtype=float) for k, v in out.items()}
 
 
