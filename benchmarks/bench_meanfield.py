@@ -261,7 +261,7 @@ def td_point(ens, T):
     import thermodiff as td
 
     x0, mean, v = broken_start(ens)
-    x = td.fixed_point(ens, T, x0)
+    x = td.fixed_point(ens, T, x0=x0)
     chi = td.susceptibility(ens, T, x0=x0)
     C = td.heat_capacity(ens, T, x0=x0)
     return x, (x - mean) @ v, chi, C

@@ -439,7 +439,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="n_nodes"):
         CurieWeiss(4, 0.01, n_nodes=11)
     cw = CurieWeiss(4, 1.0)
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match=r"x must have shape \(4,\)"):
         cw.denoiser(jnp.zeros(3), 1.0)
     with pytest.raises(ValueError, match=r"T \(temperature = VE-equivalent noise variance\) must be finite and > 0"):
         cw.denoiser(jnp.zeros(4), 0.0)

@@ -19,15 +19,45 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.experimental import jet
 
 from ._custom_types import Array, RealScalarLike, Scalar, Vector
 from ._ensembles._base import AbstractEnsemble, ensemble_dtype
 from ._ensembles._finite import FiniteDataset
-from ._validate import check_finite, check_temperature, concrete, is_concrete
+from ._validate import (
+    check_finite,
+    check_float32_range,
+    check_int,
+    check_real,
+    check_temperature,
+    check_temperature_scalar,
+    guard_temperature,
+    is_concrete,
+    x64_enabled,
+)
 
 _BACKTRACK_TRIALS = 12  # line-search trials per Newton step at most (step sizes 1, 1/2, ..., 2^-11)
 _DESCENT_STEPS = 64  # mean-shift steps before the Newton polish on the equilibrium branch
+_POLISH_STEPS = 4  # extra Newton steps to the rounding level (susceptibility: Goldstone detection)
+_MAX_STEPS = 100_000  # largest max_steps accepted (each step is cheap; the loop stops at convergence)
+_MAX_ORDER = 12  # highest Landau order: Taylor mode costs ~order^2 and compiles in seconds up to here
+_NESTED_JVP_MAX_ORDER = 6  # without Taylor rules (lax.scan, ...): nested jvp, 2^order passes
+
+# Boolean reductions have no Taylor-mode rule in jax.experimental.jet (their output carries no
+# derivative); the ensembles' NaN guards (jnp.all(jnp.isfinite(x))) use them.
+for _prim in (lax.reduce_and_p, lax.reduce_or_p):
+    if _prim not in jet.jet_rules:
+        jet.defzero(_prim)
+
+
+# ---------------------------------------------------------------------------- boundary
+# The input policy of the public functions (theory section 13): eager calls validate
+# every argument before any tracing (ValueError/TypeError naming the argument and its range);
+# under jax.jit/vmap an invalid T or a non-finite vector makes every output NaN (``_nan_unless``).
+# Precision: the mean-field solves run in float64 whatever the ensemble's dtype (``_in_float64``):
+# in float32 a fixed point near T_c, a Goldstone eigenvalue or a critical temperature has too few
+# digits left (the stability eigenvalue at 0.999 T_c came out 9-25% off).
 
 
 def _check_ensemble(ensemble):
@@ -35,20 +65,86 @@ def _check_ensemble(ensemble):
         raise TypeError(f"ensemble must be an AbstractEnsemble, got {type(ensemble).__name__}")
 
 
-def _vector_arg(name, value, dim, dtype):
+def _check_bool(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+
+
+def _vector_arg(name, value, dim, dtype=None):
+    """None, or a finite real vector of shape (dim,): eager checks (type, shape, finite, float32
+    range); tracers are checked for shape and dtype only (``_finite`` guards their values)."""
     if value is None:
         return None
-    v = jnp.asarray(value, dtype=dtype)
-    if v.ndim == 0 and dim == 1:
-        v = v[None]
-    if v.shape != (dim,):
-        raise ValueError(f"{name} must have shape ({dim},) to match the ensemble's dimension, got {v.shape}")
-    check_finite(name, v)
-    return v
+    what = f"a real vector of shape ({dim},)"
+    check_real(name, value, what=what)
+    shape = tuple(getattr(value, "shape", np.shape(value)))
+    if shape != (dim,):
+        raise ValueError(f"{name} must have shape ({dim},) to match the ensemble's dimension, got {shape}")
+    if is_concrete(value):
+        arr = np.asarray(value)
+        check_finite(name, arr)
+        check_float32_range(name, arr)
+        value = arr.astype(np.float64)
+    return value if dtype is None else jnp.asarray(value, dtype)
+
+
+def _poison(ok, a):
+    """``a`` where ``ok``, NaN elsewhere, as ``a + (0 or NaN)``: unlike ``jnp.where`` its
+    derivative is 1, so the NaN reaches derivatives too (jax.grad at an invalid T is NaN, not 0)."""
+    return a + jnp.where(ok, jnp.zeros((), a.dtype), jnp.asarray(jnp.nan, a.dtype))
+
+
+def _temperature(T, dtype):
+    """T as a ``dtype`` scalar, NaN if invalid (traced calls; ``guard_temperature``'s rule), and
+    whether it is valid."""
+    T = jnp.asarray(T).astype(dtype)
+    ok = ~jnp.isnan(guard_temperature(T))
+    # T (1 + 0) or T (1 + NaN): the factor's derivative makes d/dT of every output NaN too (the
+    # ensembles' own guards are selects, whose derivative at an invalid T is 0)
+    return T * _poison(ok, jnp.ones((), dtype)), ok
+
+
+def _finite(*vectors):
+    ok = jnp.asarray(True)
+    for v in vectors:
+        if v is not None:
+            ok = ok & jnp.all(jnp.isfinite(v))
+    return ok
+
+
+def _nan_unless(ok, tree):
+    """Every floating leaf of ``tree`` where ``ok`` holds, NaN elsewhere (the jit policy)."""
+    return jax.tree.map(lambda a: _poison(ok, a) if jnp.issubdtype(a.dtype, jnp.inexact) else a, tree)
+
+
+def _cast(tree, dtype):
+    return jax.tree.map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, tree)
+
+
+def _in_float64(fn, ensemble, *args, out_dtype=None):
+    """``fn(ensemble, *args)`` computed in float64, its floating outputs cast to ``out_dtype``
+    (default: the ensemble's dtype). With float64 already on and a float64 ensemble it is a plain
+    call; otherwise (JAX's default float32, or a float32 ensemble) the ensemble and the arguments
+    are cast to float64 inside ``jax.enable_x64(True)``, which also works under jit and vmap."""
+    out_dtype = ensemble_dtype(ensemble) if out_dtype is None else out_dtype
+    if x64_enabled() and ensemble_dtype(ensemble) == jnp.float64 and out_dtype == jnp.float64:
+        return fn(ensemble, *args)
+    with jax.enable_x64(True):
+        ens64 = _cast(ensemble, jnp.float64)
+        if ensemble_dtype(ens64) != jnp.float64:  # pragma: no cover - no floating leaves to cast
+            raise ValueError("ensemble must have floating-point parameters")
+        return _cast(fn(ens64, *_cast(args, jnp.float64)), out_dtype)
 
 
 # Largest dimension solved by the pure-jnp elimination of ``_small_solve``; above it, LAPACK.
 _SMALL_SOLVE_MAX_DIM = 64
+
+
+def _first_argmax(v: Array) -> Array:
+    """The first index of the maximum of a real vector (``jnp.argmax`` without its variadic
+    reduction, which fails to trace inside ``jax.enable_x64(True)`` under an outer float32 jit)."""
+    idx = jnp.arange(v.shape[0])
+    return jnp.min(jnp.where(v == jnp.max(v), idx, v.shape[0] - 1))  # NaN: the last index
 
 
 def _small_solve(A: Array, b: Array) -> Array:
@@ -81,7 +177,7 @@ def _small_solve(A: Array, b: Array) -> Array:
         # linear in b (transposable, as custom_root's reverse mode needs).
         def step(j, carry):
             U, B = carry
-            p = jnp.argmax(jnp.where(idx >= j, jnp.abs(U[:, j]), -1.0))
+            p = _first_argmax(jnp.where(idx >= j, jnp.abs(U[:, j]), -1.0))
             perm = jnp.where(idx == j, p, jnp.where(idx == p, j, idx))
             U, B = U[perm], B[perm]
             row_u, row_b = U[j] / U[j, j], B[j] / U[j, j]
@@ -162,12 +258,14 @@ def _regulariser(A):
 
 
 @eqx.filter_jit
-def _fixed_point(ensemble, T, x0, h, max_steps, descent_steps=0):
+def _fixed_point(ensemble, T, x0, h, max_steps, descent_steps=0, polish=False):
     """x* = m_T(x* + h), solved in u = x* + h, implicitly differentiated.
 
     With ``descent_steps`` > 0 the Newton polish is preceded by that many mean-shift steps
     u <- m_T(u) + h: a concave-convex procedure that decreases Phi_T(u) - h.u monotonically, so
-    the result is the local minimum (stable fixed point) reached from x0, never a saddle."""
+    the result is the local minimum (stable fixed point) reached from x0, never a saddle.
+    With ``polish`` a few more Newton steps with tolerance 0 follow (they stop when no step
+    decreases the residual): x* to the rounding level, as the Goldstone test needs."""
     tol = 8 * jnp.finfo(x0.dtype).eps ** 0.75 if x0.dtype == jnp.float32 else 1e-13
 
     def G(u):
@@ -181,7 +279,8 @@ def _fixed_point(ensemble, T, x0, h, max_steps, descent_steps=0):
     def solve(f, u_init):
         if descent_steps:
             u_init = jax.lax.fori_loop(0, descent_steps, lambda i, u: ensemble.denoiser(u, T) + h, u_init)
-        return _newton(f, jac, u_init, max_steps, tol)
+        u = _newton(f, jac, u_init, max_steps, tol)
+        return _newton(f, jac, u, _POLISH_STEPS, 0.0) if polish else u
 
     def tangent_solve(g, y):
         # (I - J + mu I)^{-1} y with mu at rounding level: the ordinary solve (relative bias
@@ -198,9 +297,9 @@ def _fixed_point(ensemble, T, x0, h, max_steps, descent_steps=0):
 def fixed_point(
     ensemble: AbstractEnsemble,
     T: RealScalarLike,
+    *,
     x0: Vector | None = None,
     h: Vector | None = None,
-    *,
     max_steps: int = 100,
     stable: bool = False,
 ) -> Vector:
@@ -212,29 +311,38 @@ def fixed_point(
     function theorem (``jax.lax.custom_root``); they diverge where I - Cov[y|x*+h]/T is singular,
     i.e. at a critical point, as they should.
 
-    **Arguments:**
+    **Arguments** (all but ``ensemble`` and ``T`` keyword-only):
     - ``ensemble``: any ``AbstractEnsemble``.
-    - ``T``: temperature > 0 (VE-equivalent noise variance).
-    - ``x0``: starting point, shape (d,); default ``ensemble.mean()``.
-    - ``h``: external field, shape (d,); default 0.
-    - ``max_steps``: Newton iterations at most (static).
+    - ``T``: scalar temperature, finite and > 0 (VE-equivalent noise variance).
+    - ``x0``: starting point, finite, shape (d,); default ``ensemble.mean()``.
+    - ``h``: external field, finite, shape (d,); default 0.
+    - ``max_steps``: Newton iterations at most, an integer in [1, 100000] (static).
     - ``stable``: first descend Phi_T by mean-shift steps (x <- m_T(x + h)), so that the result
       is the stable fixed point (local minimum) reached from x0 rather than whatever stationary
       point Newton finds nearest (which may be a saddle or the mirror branch).
 
-    **Returns:** the fixed point x*, shape (d,). Jittable and vmappable over T, x0, h and the
-    ensemble's parameters (a sweep over 10^4 temperatures is one ``jax.vmap``).
+    **Returns:** the fixed point x*, shape (d,), in the ensemble's dtype. Solved in float64
+    whatever that dtype (a float32 result is the float64 one rounded). Jittable and vmappable
+    over T, x0, h and the ensemble's parameters (a sweep over 10^4 temperatures is one
+    ``jax.vmap``). Under jit: an invalid T or a non-finite x0/h gives NaN.
     """
     _check_ensemble(ensemble)
-    check_temperature(T)
-    if not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
-        raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
+    check_temperature_scalar(T)
+    x0 = _vector_arg("x0", x0, ensemble.dim)
+    h = _vector_arg("h", h, ensemble.dim)
+    max_steps = check_int("max_steps", max_steps, 1, _MAX_STEPS)
+    _check_bool("stable", stable)
+    return _in_float64(_fixed_point_at, ensemble, T, x0, h, max_steps, bool(stable))
+
+
+def _fixed_point_at(ensemble, T, x0, h, max_steps, stable, polish=False):
+    """The traceable body of ``fixed_point`` (validated arguments, any dtype)."""
     dtype = ensemble_dtype(ensemble)
-    x0 = _vector_arg("x0", x0, ensemble.dim, dtype)
-    h = _vector_arg("h", h, ensemble.dim, dtype)
-    x0 = ensemble.mean().astype(dtype) if x0 is None else x0
-    h = jnp.zeros(ensemble.dim, dtype) if h is None else h
-    return _fixed_point(ensemble, jnp.asarray(T, dtype), x0, h, max_steps, _DESCENT_STEPS if stable else 0)
+    T, ok = _temperature(T, dtype)
+    x0 = ensemble.mean().astype(dtype) if x0 is None else jnp.asarray(x0, dtype)
+    h = jnp.zeros(ensemble.dim, dtype) if h is None else jnp.asarray(h, dtype)
+    x = _fixed_point(ensemble, T, x0, h, max_steps, _DESCENT_STEPS if stable else 0, polish)
+    return _nan_unless(ok & _finite(x0, h), x)
 
 
 def _linear_response(ensemble, T, u, heat: bool = False):
@@ -283,7 +391,12 @@ def _equilibrium(ensemble: AbstractEnsemble, T: RealScalarLike, x0: Vector | Non
 
 
 def susceptibility(
-    ensemble: AbstractEnsemble, T: RealScalarLike, h: Vector | None = None, x0: Vector | None = None
+    ensemble: AbstractEnsemble,
+    T: RealScalarLike,
+    *,
+    h: Vector | None = None,
+    x0: Vector | None = None,
+    goldstone: str = "inf",
 ) -> Array:
     """Self-consistent susceptibility chi = dx*/dh = (I - J)^{-1} J, J = Cov[y|x*+h]/T (theory 2).
 
@@ -294,67 +407,218 @@ def susceptibility(
     of ``order_parameter``); pass ``x0 = ensemble.mean()`` for the symmetric branch below T_c.
     Two deltas +-1 at h = 0: 1/(T - 1) above T_c = 1, -> 1/(2(1 - T)) below.
 
-    **Returns:** the (d, d) matrix chi (a 1x1 matrix when d = 1).
+    **Continuous symmetry (Goldstone modes, theory 3.4 and 13).** Where a continuous symmetry
+    is broken (the hypersphere below T_c = r^2/d) the fixed points form a manifold and I - J has
+    the eigenvalue 0 along its d - 1 flat directions: chi is infinite there, not large. A
+    direction is flat when its eigenvalue a of I - J is zero to the rounding level,
+    |a| <= 1024 eps (1 + max|J|), eps the float64 epsilon (x* is first polished to the rounding
+    level). A critical eigenvalue is ~|T - T_c|/T_c, so it is resolved down to ~1e-12 from T_c;
+    exactly at T_c the critical direction is flat as well and reported infinite. With P the
+    orthogonal projector onto the flat directions (basis-free), ``goldstone`` chooses:
+
+    - ``"inf"`` (default): the entries where |P_ij| > sqrt(eps) are +-inf (the sign of P_ij),
+      the others those of the projected chi below. Hypersphere with x* on axis k:
+      chi = diag(inf, ..., chi_par, ..., inf), chi_par exact. A contraction n.chi.n meets
+      inf * 0 = NaN: use ``"projected"`` for contractions.
+    - ``"projected"``: (I - P) chi (I - P), the response to fields orthogonal to the flat
+      directions: finite and exact there (n.chi.n = chi_par for n along x*).
+
+    Without flat directions (every ensemble without a continuous symmetry, and the symmetric
+    phase) both are the plain (I - J)^{-1} J. Derivatives hold P fixed (it is a detection).
+
+    **Arguments:** ``ensemble``; ``T`` scalar, finite, > 0; keyword-only ``h`` (field, shape (d,),
+    default 0), ``x0`` (branch start, shape (d,)), ``goldstone`` ("inf" or "projected").
+
+    **Returns:** the (d, d) matrix chi (a 1x1 matrix when d = 1) in the ensemble's dtype,
+    computed in float64 (so identical eager, under jit and under vmap). Under jit: an invalid T
+    or a non-finite h/x0 gives NaN.
     """
     _check_ensemble(ensemble)
+    check_temperature_scalar(T)
+    h = _vector_arg("h", h, ensemble.dim)
+    x0 = _vector_arg("x0", x0, ensemble.dim)
+    if not isinstance(goldstone, str) or goldstone not in _GOLDSTONE:
+        raise ValueError(f"goldstone must be one of {', '.join(map(repr, _GOLDSTONE))}, got {goldstone!r}")
+    return _in_float64(_susceptibility_at, ensemble, T, h, x0, goldstone)
+
+
+def _susceptibility_at(ensemble, T, h, x0, goldstone):
     dtype = ensemble_dtype(ensemble)
-    h = _vector_arg("h", h, ensemble.dim, dtype)
-    h = jnp.zeros(ensemble.dim, dtype) if h is None else h
     stable = x0 is None
-    x0 = _broken_start(ensemble)[0] if x0 is None else x0
-    x = fixed_point(ensemble, T, x0, h, stable=stable)
-    return _linear_response(ensemble, jnp.asarray(T, dtype), x + h)[0]
+    x0 = _broken_start(ensemble)[0].astype(dtype) if x0 is None else jnp.asarray(x0, dtype)
+    h_ = jnp.zeros(ensemble.dim, dtype) if h is None else jnp.asarray(h, dtype)
+    x = _fixed_point_at(ensemble, T, x0, h_, 100, stable, polish=True)
+    T, ok = _temperature(T, dtype)
+    return _nan_unless(ok & _finite(x0, h_), _goldstone_response(ensemble, T, x + h_, goldstone))
 
 
 def principal_axis(ensemble: AbstractEnsemble) -> tuple[Scalar, Vector]:
-    """(lambda_max, v): top eigenvalue and eigenvector of the data covariance (theory section 3)."""
+    """(lambda_max, v): top eigenvalue and eigenvector of the data covariance (theory section 3).
+
+    The sign of v is fixed (its largest-magnitude component positive). Computed in float64,
+    returned in the ensemble's dtype."""
+    _check_ensemble(ensemble)
+    return _in_float64(_principal_axis, ensemble)
+
+
+def _principal_axis(ensemble):
     evals, evecs = jnp.linalg.eigh(ensemble.covariance())
     v = evecs[:, -1]
     # a deterministic sign: the largest-magnitude component positive
-    v = v * jnp.sign(v[jnp.argmax(jnp.abs(v))])
+    v = v * jnp.sign(v[_first_argmax(jnp.abs(v))])
     return evals[-1], v
 
 
 def _broken_start(ensemble):
-    lam, v = principal_axis(ensemble)
+    lam, v = _principal_axis(ensemble)
     return ensemble.mean() + jnp.sqrt(jnp.maximum(lam, 0.0)) * v, v
 
 
-def order_parameter(ensemble: AbstractEnsemble, T: RealScalarLike, x0: Vector | None = None) -> Scalar:
+def order_parameter(ensemble: AbstractEnsemble, T: RealScalarLike, *, x0: Vector | None = None) -> Scalar:
     """The order parameter (x* - mean).v on the branch reached from ``x0`` (theory sections 2-4).
 
     v is the top principal axis of the data; the default start is mean + sqrt(lambda_max) v, so
     the Newton iteration lands on the broken-symmetry branch below T_c and on the symmetric one
     above. Two deltas +-1: the root of m = tanh(m/T). Hypersphere: |x*|.
+
+    ``T``: scalar, finite, > 0; ``x0`` (keyword-only): finite start of shape (d,). Computed in
+    float64, returned in the ensemble's dtype. Under jit: an invalid T or a non-finite x0 gives NaN.
     """
     _check_ensemble(ensemble)
+    check_temperature_scalar(T)
+    x0 = _vector_arg("x0", x0, ensemble.dim)
+    return _in_float64(_order_parameter_at, ensemble, T, x0)
+
+
+def _order_parameter_at(ensemble, T, x0):
+    dtype = ensemble_dtype(ensemble)
     start, v = _broken_start(ensemble)
-    x0 = start if x0 is None else x0
-    return (fixed_point(ensemble, T, x0, stable=True) - ensemble.mean()) @ v
+    x0 = start.astype(dtype) if x0 is None else jnp.asarray(x0, dtype)
+    return (_fixed_point_at(ensemble, T, x0, None, 100, True) - ensemble.mean()) @ v
 
 
-def landau_coefficients(ensemble: AbstractEnsemble, T: RealScalarLike, order: int = 6,
-                        x: Vector | None = None, direction: Vector | None = None) -> Array:
+def landau_coefficients(
+    ensemble: AbstractEnsemble,
+    T: RealScalarLike,
+    *,
+    order: int = 6,
+    x: Vector | None = None,
+    direction: Vector | None = None,
+) -> Array:
     """Taylor coefficients c_k of Phi_T(x + s v) = sum_k c_k s^k at s = 0, k = 0..order
     (theory section 4), by Taylor-mode autodiff (``jax.experimental.jet``).
 
-    Defaults: x = the symmetric fixed point (the data mean), v = the top principal axis. Two
-    deltas +-1: c2 = (1 - 1/T)/2, c4 = 1/(12 T^3), c6 = -1/(45 T^5).
+    Defaults: x = the symmetric fixed point (the data mean), v = the top principal axis (v is
+    used as given, not normalised). Two deltas +-1: c2 = (1 - 1/T)/2, c4 = 1/(12 T^3),
+    c6 = -1/(45 T^5).
+
+    **Arguments:** ``T`` scalar, finite, > 0; keyword-only ``order``, an integer in [1, 12]
+    (Taylor mode costs ~order^2; for an ensemble whose Landau free energy uses operations without
+    Taylor rules, e.g. the ``lax.scan`` of a chunked ``FiniteDataset``, nested forward mode is
+    used, 2^order passes, and order must be <= 6), ``x`` and ``direction`` finite, shape (d,).
+
+    **Returns:** the order + 1 coefficients, computed in float64, in the ensemble's dtype.
+    Under jit: an invalid T or a non-finite x/direction gives NaN.
     """
     _check_ensemble(ensemble)
-    check_temperature(T)
-    if not isinstance(order, (int, np.integer)) or order < 2:
-        raise ValueError(f"order must be an integer >= 2, got {order!r}")
+    check_temperature_scalar(T)
+    order = check_int("order", order, 1, _MAX_ORDER)
+    x = _vector_arg("x", x, ensemble.dim)
+    direction = _vector_arg("direction", direction, ensemble.dim)
+    return _in_float64(_landau_coefficients_at, ensemble, T, order, x, direction)
+
+
+def _landau_coefficients_at(ensemble, T, order, x, direction):
     dtype = ensemble_dtype(ensemble)
-    x = ensemble.mean().astype(dtype) if x is None else _vector_arg("x", x, ensemble.dim, dtype)
-    v = principal_axis(ensemble)[1] if direction is None else _vector_arg("direction", direction, ensemble.dim, dtype)
-    T = jnp.asarray(T, dtype)
+    T, ok = _temperature(T, dtype)
+    x = ensemble.mean().astype(dtype) if x is None else jnp.asarray(x, dtype)
+    v = _principal_axis(ensemble)[1] if direction is None else jnp.asarray(direction, dtype)
     f = lambda s: ensemble.landau(x + s * v, T)  # noqa: E731
     s0 = jnp.zeros((), dtype)
-    series = [jnp.ones((), dtype)] + [jnp.zeros((), dtype)] * (order - 1)
-    y0, ys = jet.jet(f, (s0,), (series,))
-    derivs = jnp.stack([y0] + list(ys))
-    return derivs / jnp.asarray([math.factorial(k) for k in range(order + 1)], dtype)
+    try:
+        series = [jnp.ones((), dtype)] + [jnp.zeros((), dtype)] * (order - 1)
+        y0, ys = jet.jet(f, (s0,), (series,))
+        derivs = jnp.stack([y0] + list(ys))
+    except Exception as err:  # an operation jet cannot expand (no Taylor rule: lax.scan, custom rules)
+        if order > _NESTED_JVP_MAX_ORDER:
+            raise ValueError(
+                f"order must be an integer in [1, {_NESTED_JVP_MAX_ORDER}] for {type(ensemble).__name__}: its "
+                f"Landau free energy uses an operation without a Taylor-mode rule ({err}), so the "
+                f"coefficients come from nested forward mode (2^order passes); got order={order}"
+            ) from None
+        derivs = jnp.stack(_nested_derivatives(f, s0, order))
+    c = derivs / jnp.asarray([math.factorial(k) for k in range(order + 1)], dtype)
+    return _nan_unless(ok & _finite(x, v), c)
+
+
+def _nested_derivatives(f, s0, order):
+    """[f(s0), f'(s0), ..., f^(order)(s0)] by nested forward mode (2^order passes)."""
+
+    def taylor(k):
+        if k == 0:
+            return lambda s: [f(s)]
+        inner = taylor(k - 1)
+
+        def up_to_k(s):
+            primal, tangent = jax.jvp(inner, (s,), (jnp.ones_like(s),))
+            return [primal[0]] + tangent
+
+        return up_to_k
+
+    return taylor(order)(s0)
+
+
+# ---------------------------------------------------------------------------- Goldstone modes
+_GOLDSTONE = ("inf", "projected")
+_GOLDSTONE_EPS_FACTOR = 1024  # flat: |eigenvalue of I - J| <= 1024 eps (1 + max|J|)
+_PURIFY_STEPS = 12  # McWeeny steps: eigenvalues in (1/2, 1] -> 1, [0, 1/2) -> 0, quadratically
+
+
+def _flat_projector(A: Array, tol: Array) -> Array:
+    """Orthogonal projector onto the eigenvectors of the symmetric A with |eigenvalue| < tol.
+
+    No eigendecomposition (LAPACK's eigh becomes a batched kernel under vmap, which deadlocks
+    jaxlib 0.10 on a small CPU pool; see ``_small_solve``): the Lorentzian filter
+    tol^2/(a^2 + tol^2) = -tol Im (A + i tol)^{-1} (one complex solve, conditioned like
+    |A|/tol) is ~1 on |a| << tol and ~(tol/a)^2 beyond; McWeeny purification P <- 3P^2 - 2P^3
+    then drives every eigenvalue of the filter to 0 or 1, with the boundary at |a| = tol. The
+    result is basis-free: it does not depend on how eigenvectors in a degenerate subspace (the
+    d - 1 flat directions of a hypersphere) would have been chosen."""
+    d = A.shape[0]
+    eye = jnp.eye(d, dtype=A.dtype)
+    cdt = jnp.result_type(A.dtype, jnp.complex64)
+    X = _small_solve(A.astype(cdt) + (1j * tol).astype(cdt) * eye.astype(cdt), eye.astype(cdt))
+    P = -tol * jnp.imag(X)
+
+    def purify(_, P):
+        P = 0.5 * (P + P.T)
+        P2 = P @ P
+        return 3.0 * P2 - 2.0 * P2 @ P
+
+    P = jax.lax.fori_loop(0, _PURIFY_STEPS, purify, P)
+    return 0.5 * (P + P.T)
+
+
+def _goldstone_response(ensemble, T, u, goldstone: str = "inf") -> Array:
+    """chi = (I - J)^{-1} J at the fixed point u = x* + h with the flat (Goldstone) directions
+    of I - J reported as ``goldstone`` says (see ``susceptibility``). Traceable; the plain
+    solve (``_linear_response``) wherever there is no flat direction."""
+    d = u.shape[0]
+    J = ensemble.posterior_cov(u, T) / T
+    J = 0.5 * (J + J.T)
+    eye = jnp.eye(d, dtype=J.dtype)
+    A = eye - J
+    eps = jnp.finfo(J.dtype).eps
+    tol = jax.lax.stop_gradient(_GOLDSTONE_EPS_FACTOR * eps * (1.0 + jnp.max(jnp.abs(J))))
+    P = jax.lax.stop_gradient(_flat_projector(A, tol))
+    plain = _linear_response(ensemble, T, u)[0]
+    # A + P is regular (the flat eigenvalues ~0 become ~1, the others are untouched: P is a
+    # spectral projector of A); (A + P)^{-1} J restricted to the complement of P is chi there.
+    Q = eye - P
+    regular = Q @ _small_solve(A + P, J) @ Q
+    if goldstone == "inf":
+        regular = jnp.where(jnp.abs(P) > jnp.sqrt(eps), jnp.sign(P) * jnp.inf, regular)
+    return jnp.where(jnp.trace(P) > 0.5, regular, plain)
 
 
 # ---------------------------------------------------------------------------- critical points
@@ -433,7 +697,7 @@ def _bracket_and_solve(g, log_t_top, max_expand=64, max_iter=80):
     return jnp.where(found, root, jnp.nan)
 
 
-def critical_temperature(ensemble: AbstractEnsemble, criterion: str = "thermodynamic") -> Scalar:
+def critical_temperature(ensemble: AbstractEnsemble, *, criterion: str = "thermodynamic") -> Scalar:
     """The temperature at which the symmetric branch loses stability (theory sections 3-5).
 
     ``criterion="thermodynamic"`` (theory 5.1): the largest eigenvalue of Cov[y|x*]/T reaches 1 on
@@ -457,13 +721,22 @@ def critical_temperature(ensemble: AbstractEnsemble, criterion: str = "thermodyn
     The root is found by bracketing and regula falsi in log T, then differentiated implicitly
     (``jax.lax.custom_root``), so dT_c/d(parameter) works with ``jax.grad``. Returns NaN when
     there is no transition (e.g. a single Gaussian, or |mu|^2 <= s^2).
+
+    ``criterion`` is keyword-only. **Precision:** computed in float64 whatever the ensemble's
+    dtype (in float32 the stability function lambda/T - 1 has ~7 digits, and T_c inherits the
+    rounding of every solve along the branch); the result is returned in the ensemble's dtype.
+    Under jit: the ensemble's parameters are its own to guard (a NaN parameter gives NaN).
     """
     _check_ensemble(ensemble)
     _check_criterion(criterion)
     if criterion == "first_split":
         from ._hierarchy import first_split_temperature
 
-        return first_split_temperature(ensemble)
+        return _in_float64(first_split_temperature, ensemble)
+    return _in_float64(_critical_temperature_checked, ensemble, criterion)
+
+
+def _critical_temperature_checked(ensemble, criterion):
     _check_symmetric_point(ensemble)
     return _critical_temperature(ensemble, criterion)
 
@@ -487,6 +760,8 @@ def _check_symmetric_point(ensemble):
 
 
 def _check_criterion(criterion):
+    if not isinstance(criterion, str):
+        raise TypeError(f"criterion must be one of {', '.join(map(repr, _CRITERIA[:3]))} (a string), got {criterion!r}")
     if criterion == "pf_ode":
         raise ValueError(
             "criterion='pf_ode' has no critical point: the probability-flow ODE drift has no sign "
@@ -608,8 +883,28 @@ def _exponent_data(ensemble, Tc, T_below, T_above, etas, start, mean, v):
     return below, above, jax.vmap(isotherm)(etas)
 
 
+_MAX_EPS = 64  # reduced distances at most (each is two fixed-point solves and their derivatives)
+
+
+def _check_eps(eps) -> np.ndarray:
+    """eps: 3 to 64 distinct reduced distances |T - T_c|/T_c in (0, 1), sorted decreasing."""
+    what = f"a sequence of 3 to {_MAX_EPS} distinct reduced distances |T - T_c|/T_c in (0, 1)"
+    if isinstance(eps, (str, bytes)) or not isinstance(eps, (tuple, list, np.ndarray, jax.Array)):
+        raise TypeError(f"eps must be {what}, got {type(eps).__name__} {eps!r}")
+    if any(isinstance(e, (bool, np.bool_, str, bytes)) or e is None for e in np.asarray(eps, dtype=object).ravel()):
+        raise TypeError(f"eps must be {what}, got {eps!r}")
+    check_real("eps", np.asarray(eps), what=what)
+    arr = np.asarray(eps, dtype=float)
+    if arr.ndim != 1 or not 3 <= arr.size <= _MAX_EPS:
+        raise ValueError(f"eps must be {what}, got shape {arr.shape}")
+    if not (np.all(np.isfinite(arr)) and np.all(arr > 0) and np.all(arr < 1)) or len(set(arr.tolist())) != arr.size:
+        raise ValueError(f"eps must be {what}, got {arr.tolist()}")
+    return np.sort(arr)[::-1]
+
+
 def critical_exponents(
     ensemble: AbstractEnsemble,
+    *,
     eps: tuple = (1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6),
 ) -> dict:
     """Mean-field critical exponents by autodiff through the implicit fixed point (theory section 4).
@@ -635,19 +930,17 @@ def critical_exponents(
     digits left (beta came out as 2.7e-7 in float32), so the computation always runs in float64:
     with JAX's default float32 the ensemble is cast to float64 inside ``jax.enable_x64(True)``.
 
+    ``eps`` (keyword-only): 3 to 64 distinct reduced distances in (0, 1). Eager only (the
+    extrapolation runs in NumPy); raises a ValueError when the ensemble has no thermodynamic T_c.
+
     **Returns:** a dict of ``Exponent`` records and amplitudes (see ``Exponent.as_dict``).
     """
     _check_ensemble(ensemble)
-    if not (jax.config.jax_enable_x64 and ensemble_dtype(ensemble) == jnp.float64):
-        with jax.enable_x64(True):
-            cast = lambda a: a.astype(jnp.float64) if eqx.is_inexact_array(a) else a  # noqa: E731
-            ens64 = jax.tree.map(cast, ensemble)
-            if ensemble_dtype(ens64) != jnp.float64:  # pragma: no cover - no floating leaves to cast
-                raise ValueError("critical_exponents needs an ensemble with floating parameters")
-            return critical_exponents(ens64, eps)
-    eps = np.sort(np.asarray(eps, dtype=float))[::-1]
-    if eps.ndim != 1 or len(eps) < 3 or np.any(eps <= 0) or np.any(eps >= 1):
-        raise ValueError("eps must hold at least 3 reduced distances in (0, 1)")
+    eps = _check_eps(eps)
+    return _in_float64(_critical_exponents, ensemble, eps)
+
+
+def _critical_exponents(ensemble, eps):
     dtype = ensemble_dtype(ensemble)
     Tc = float(critical_temperature(ensemble))
     if not math.isfinite(Tc):

@@ -24,27 +24,47 @@ import jax.numpy as jnp
 
 from ._custom_types import RealScalarLike, Scalar, Vector
 from ._ensembles._base import AbstractEnsemble, ensemble_dtype
-from ._meanfield import _DESCENT_STEPS, _broken_start, _equilibrium_point, _fixed_point
-from ._validate import check_state, check_temperature
+from ._meanfield import (
+    _DESCENT_STEPS,
+    _broken_start,
+    _check_ensemble,
+    _equilibrium_point,
+    _finite,
+    _fixed_point,
+    _in_float64,
+    _nan_unless,
+    _temperature,
+    _vector_arg,
+)
+from ._validate import check_temperature_scalar
 
 
-def _prepare(ensemble, T, x, x0):
-    if not isinstance(ensemble, AbstractEnsemble):
-        raise TypeError(f"ensemble must be an AbstractEnsemble, got {type(ensemble).__name__}")
-    check_temperature(T)
-    dtype = ensemble_dtype(ensemble)
+def _thermo(kind, ensemble, T, x, x0):
+    """Validate (eagerly), then evaluate ``kind`` ("F", "S", "U" or "C") in float64; the result
+    in the promotion of the ensemble's dtype and x's (see the module docstring)."""
+    _check_ensemble(ensemble)
+    check_temperature_scalar(T)
+    out_dtype = ensemble_dtype(ensemble)
     if x is not None:
-        x = jnp.asarray(x)
-        check_state(x, ensemble.dim)
-        dtype = jnp.result_type(dtype, x.dtype)
         if x0 is not None:
             raise ValueError("give either a state x (fixed-state thermodynamics) or x0 (branch start), not both")
-    elif x0 is not None:
-        x0 = jnp.asarray(x0, dtype)
-        check_state(x0, ensemble.dim, "x0")
+        x_dtype = getattr(x, "dtype", None)
+        x = _vector_arg("x", x, ensemble.dim)
+        if x_dtype is not None and jnp.issubdtype(x_dtype, jnp.floating):
+            out_dtype = jnp.result_type(out_dtype, x_dtype)
+    x0 = _vector_arg("x0", x0, ensemble.dim)
+    return _in_float64(_thermo_at, ensemble, kind, T, x, x0, out_dtype=out_dtype)
+
+
+def _thermo_at(ensemble, kind, T, x, x0):
+    dtype = ensemble_dtype(ensemble)
+    T, ok = _temperature(T, dtype)
+    if x is not None:
+        x = jnp.asarray(x, dtype)
+        ok = ok & _finite(x)
     else:
-        x0 = _broken_start(ensemble)[0].astype(dtype)
-    T = jnp.asarray(T, dtype=dtype)
+        x0 = _broken_start(ensemble)[0].astype(dtype) if x0 is None else jnp.asarray(x0, dtype)
+        ok = ok & _finite(x0)
 
     def F(T_):
         if x is not None:
@@ -52,35 +72,66 @@ def _prepare(ensemble, T, x, x0):
         xs = _fixed_point(ensemble, T_, x0, jnp.zeros(ensemble.dim, dtype), 200, _DESCENT_STEPS)
         return ensemble.landau(xs, T_)
 
-    return T, F, x0
+    if kind == "F":
+        out = F(T)
+    elif kind == "S":
+        out = -jax.grad(F)(T)
+    elif kind == "U":
+        f, df = jax.value_and_grad(F)(T)
+        out = f - T * df
+    elif x is None:  # "C" on the equilibrium branch: closed form of the implicit second derivative
+        out = _equilibrium_point(ensemble, T, x0)[2]
+    else:
+        out = -T * jax.jvp(jax.grad(F), (T,), (jnp.ones_like(T),))[1]
+    return _nan_unless(ok, out)
 
 
-def free_energy(ensemble: AbstractEnsemble, T: RealScalarLike, x: Vector | None = None, *, x0=None) -> Scalar:
+def free_energy(
+    ensemble: AbstractEnsemble, T: RealScalarLike, x: Vector | None = None, *, x0: Vector | None = None
+) -> Scalar:
     """F(T) = Phi_T(x) = |x|^2/2 - T log Z_T(x) at the state x, or Phi_T(x*(T)) on the
-    equilibrium branch when x is None (theory section 2).
+    equilibrium branch when x is None (theory section 2). Returns a scalar.
 
-    **Arguments:** ``ensemble``; ``T`` > 0 (VE-equivalent noise variance); ``x`` of shape (d,)
-    or None; ``x0``: start of the branch when x is None (default: the broken-symmetry start).
-    **Returns:** a scalar.
+    **Arguments:** ``ensemble``; ``T`` a scalar, finite and > 0 (VE-equivalent noise variance);
+    ``x``: the state (shape (d,), finite) at which the quantity is evaluated, or None for the
+    equilibrium branch; ``x0`` (keyword-only, only with x None): start of the branch (default:
+    the broken-symmetry start). Computed in float64, returned in the ensemble's dtype (promoted
+    with x's). Under jit: an invalid T or a non-finite x/x0 gives NaN.
     """
-    T, F, _ = _prepare(ensemble, T, x, x0)
-    return F(T)
+    return _thermo("F", ensemble, T, x, x0)
 
 
-def entropy(ensemble: AbstractEnsemble, T: RealScalarLike, x: Vector | None = None, *, x0=None) -> Scalar:
-    """S(T) = -dF/dT by ``jax.grad`` (theory section 2); at fixed x it equals -KL(posterior || phi)."""
-    T, F, _ = _prepare(ensemble, T, x, x0)
-    return -jax.grad(F)(T)
+def entropy(
+    ensemble: AbstractEnsemble, T: RealScalarLike, x: Vector | None = None, *, x0: Vector | None = None
+) -> Scalar:
+    """S(T) = -dF/dT by ``jax.grad`` (theory section 2); at fixed x it equals -KL(posterior || phi).
+
+    **Arguments:** ``ensemble``; ``T`` a scalar, finite and > 0 (VE-equivalent noise variance);
+    ``x``: the state (shape (d,), finite) at which the quantity is evaluated, or None for the
+    equilibrium branch; ``x0`` (keyword-only, only with x None): start of the branch (default:
+    the broken-symmetry start). Computed in float64, returned in the ensemble's dtype (promoted
+    with x's). Under jit: an invalid T or a non-finite x/x0 gives NaN.
+    """
+    return _thermo("S", ensemble, T, x, x0)
 
 
-def internal_energy(ensemble: AbstractEnsemble, T: RealScalarLike, x: Vector | None = None, *, x0=None) -> Scalar:
-    """U(T) = F + T S; at fixed x it is E[|x - y|^2/2 | x] (theory section 2)."""
-    T, F, _ = _prepare(ensemble, T, x, x0)
-    f, df = jax.value_and_grad(F)(T)
-    return f - T * df
+def internal_energy(
+    ensemble: AbstractEnsemble, T: RealScalarLike, x: Vector | None = None, *, x0: Vector | None = None
+) -> Scalar:
+    """U(T) = F + T S; at fixed x it is E[|x - y|^2/2 | x] (theory section 2).
+
+    **Arguments:** ``ensemble``; ``T`` a scalar, finite and > 0 (VE-equivalent noise variance);
+    ``x``: the state (shape (d,), finite) at which the quantity is evaluated, or None for the
+    equilibrium branch; ``x0`` (keyword-only, only with x None): start of the branch (default:
+    the broken-symmetry start). Computed in float64, returned in the ensemble's dtype (promoted
+    with x's). Under jit: an invalid T or a non-finite x/x0 gives NaN.
+    """
+    return _thermo("U", ensemble, T, x, x0)
 
 
-def heat_capacity(ensemble: AbstractEnsemble, T: RealScalarLike, x: Vector | None = None, *, x0=None) -> Scalar:
+def heat_capacity(
+    ensemble: AbstractEnsemble, T: RealScalarLike, x: Vector | None = None, *, x0: Vector | None = None
+) -> Scalar:
     """C(T) = -T d^2F/dT^2 (theory section 2).
 
     At fixed x: forward-over-reverse autodiff of Phi_T(x); it equals Var[E|x]/T^2. On the
@@ -89,9 +140,12 @@ def heat_capacity(ensemble: AbstractEnsemble, T: RealScalarLike, x: Vector | Non
     exactly (J = Cov[y|x*]/T, partial derivatives at fixed x by autodiff, one linear solve),
     the same as differentiating twice through the implicit fixed point at a fraction of the
     cost. It shows the mean-field jump at T_c (two deltas: 0 above T_c = 1, -> 3/2 below).
-    Differentiable again."""
-    T, F, x0 = _prepare(ensemble, T, x, x0)
-    if x is None:
-        return _equilibrium_point(ensemble, T, x0)[2]
-    _, d2F = jax.jvp(jax.grad(F), (T,), (jnp.ones_like(T),))
-    return -T * d2F
+    Differentiable again.
+
+    **Arguments:** ``ensemble``; ``T`` a scalar, finite and > 0 (VE-equivalent noise variance);
+    ``x``: the state (shape (d,), finite) at which the quantity is evaluated, or None for the
+    equilibrium branch; ``x0`` (keyword-only, only with x None): start of the branch (default:
+    the broken-symmetry start). Computed in float64, returned in the ensemble's dtype (promoted
+    with x's). Under jit: an invalid T or a non-finite x/x0 gives NaN.
+    """
+    return _thermo("C", ensemble, T, x, x0)
