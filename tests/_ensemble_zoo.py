@@ -1,9 +1,19 @@
-"""Small instances of every ensemble, shared by the generic tests."""
+"""Small instances of every ensemble, shared by the generic tests (test_ensembles, test_thermo).
+
+The zoo fails loudly: an ensemble that stops importing or constructing raises at collection time
+(``ZOO = zoo()`` runs when the test module is imported) with an error naming it, never drops out
+of the parametrization silently. ``test_ensemble_zoo.py``
+checks that every concrete ``AbstractEnsemble`` subclass exported by ``thermodiff`` is in it.
+"""
 
 import jax.numpy as jnp
 import numpy as np
 
 import thermodiff as td
+
+
+class ZooError(RuntimeError):
+    """An ensemble of the zoo failed to import or construct."""
 
 
 def _finite_points(d, n, seed=0):
@@ -12,35 +22,40 @@ def _finite_points(d, n, seed=0):
     return jnp.asarray(np.concatenate([pts, -pts]))  # symmetric law: m(-x) = -m(x)
 
 
-def zoo(dtype=jnp.float64):
-    """name -> (ensemble, symmetric?) at the requested dtype."""
-    f = lambda a: jnp.asarray(a, dtype)  # noqa: E731
-    out = {
-        "two_deltas_1d": (td.TwoDeltas(f(1.0)), True),
-        "two_deltas_3d": (td.TwoDeltas(f([0.6, -0.8, 0.5])), True),
-        "finite_dense": (td.FiniteDataset(f(_finite_points(2, 40))), True),
-        "finite_chunked": (td.FiniteDataset(f(_finite_points(2, 40)), chunk_size=7), True),
+def _recipes(f):
+    """name -> (constructor of the ensemble, symmetric?); ``f`` casts to the zoo's dtype."""
+    return {
+        "two_deltas_1d": (lambda: td.TwoDeltas(f(1.0)), True),
+        "two_deltas_3d": (lambda: td.TwoDeltas(f([0.6, -0.8, 0.5])), True),
+        "finite_dense": (lambda: td.FiniteDataset(f(_finite_points(2, 40))), True),
+        "finite_chunked": (lambda: td.FiniteDataset(f(_finite_points(2, 40)), chunk_size=7), True),
         "finite_weighted": (
-            td.FiniteDataset(f(_finite_points(3, 25, 1)), f(np.linspace(0.1, 2.0, 50)), chunk_size=16),
+            lambda: td.FiniteDataset(f(_finite_points(3, 25, 1)), f(np.linspace(0.1, 2.0, 50)), chunk_size=16),
             False,
         ),
-        "mixture_sym": (td.GaussianMixture(f([[1.2, 0.3], [-1.2, -0.3]]), f(0.3)), True),
+        "mixture_sym": (lambda: td.GaussianMixture(f([[1.2, 0.3], [-1.2, -0.3]]), f(0.3)), True),
         "mixture_asym": (
-            td.GaussianMixture(f([[1.0, 0.0], [-0.5, 1.0], [0.0, -2.0]]), f([0.2, 0.5, 0.0]), f([0.2, 0.3, 0.5])),
+            lambda: td.GaussianMixture(
+                f([[1.0, 0.0], [-0.5, 1.0], [0.0, -2.0]]), f([0.2, 0.5, 0.0]), f([0.2, 0.3, 0.5])
+            ),
             False,
         ),
-        "gaussian": (td.Gaussian(f([0.5, -1.0]), f(0.7)), False),
+        "gaussian": (lambda: td.Gaussian(f([0.5, -1.0]), f(0.7)), False),
+        "hypersphere_3d": (lambda: td.Hypersphere(f(1.3), 3), True),
+        "curie_weiss_4": (lambda: td.CurieWeiss(4, f(1.5)), True),
     }
-    try:  # landed separately; covered here once present
-        from thermodiff._ensembles._hypersphere import Hypersphere
 
-        out["hypersphere_3d"] = (Hypersphere(f(1.3), 3), True)
-    except ImportError:
-        pass
-    try:
-        from thermodiff._ensembles._curie_weiss import CurieWeiss
 
-        out["curie_weiss_4"] = (CurieWeiss(4, f(1.5)), True)
-    except ImportError:
-        pass
+def zoo(dtype=jnp.float64):
+    """name -> (ensemble, symmetric?) at the requested dtype.
+
+    Raises ``ZooError`` naming the ensemble if one fails to import or construct.
+    """
+    f = lambda a: jnp.asarray(a, dtype)  # noqa: E731
+    out = {}
+    for name, (make, symmetric) in _recipes(f).items():
+        try:
+            out[name] = (make(), symmetric)
+        except Exception as e:
+            raise ZooError(f"ensemble zoo: {name!r} failed to import or construct: {type(e).__name__}: {e}") from e
     return out

@@ -77,5 +77,5 @@ def test_digits_bad_input():
         load_digits("minmax")
     with pytest.raises(ValueError, match="normalize"):
         load_digits(None)
-    with pytest.raises(ValueError, match="dtype"):
+    with pytest.raises(ValueError, match="dtype must be a floating dtype"):
         load_digits(dtype=np.int32)

@@ -79,9 +79,9 @@ def test_commitment_with_labels(key):
 def test_bad_input(key):
     with pytest.raises(ValueError, match="at least 2"):
         td.speciation_time(np.zeros((1, 3)))
-    with pytest.raises(ValueError, match="2-D"):
+    with pytest.raises(ValueError, match="data must be a 2-D array"):
         td.speciation_time(np.zeros(3))
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(ValueError, match=r"data must be finite"):
         td.speciation_time(np.array([[0.0, np.nan], [1.0, 2.0]]))
     with pytest.raises(ValueError, match="n_levels"):
         td.speciation_time(np.eye(3), n_levels=0)

@@ -164,9 +164,9 @@ def test_checkpoint_errors_are_clear(setup, key, tmp_path):
     td.train(make(key), Y, key=key, steps=5, trainer=trainer, checkpoint=tmp_path / "c", progress=False)
     with pytest.raises(td.CheckpointError, match="another dataset"):
         td.load_checkpoint(tmp_path / "c", data=Y + 1.0)
-    with pytest.raises(td.CheckpointError, match="dimension"):
+    with pytest.raises(td.CheckpointError, match="checkpoint was trained on data of dimension d = 3, but the data given have d = 2"):
         td.load_checkpoint(tmp_path / "c", data=Y[:, :2])
-    with pytest.raises(td.CheckpointError, match="architecture"):
+    with pytest.raises(td.CheckpointError, match=r"checkpoint holds architecture \{'name': 'ResidualMLP'.*\}, expected"):
         td.load_checkpoint(tmp_path / "c", architecture=td.ResidualMLP(D, 32, 2, key=key).architecture())
     with pytest.raises(td.CheckpointError, match="optimizer"):
         td.load_checkpoint(tmp_path / "c", td.Trainer(optax.sgd(0.1), T_min=1e-3, T_max=1e2, batch_size=16))
@@ -175,7 +175,7 @@ def test_checkpoint_errors_are_clear(setup, key, tmp_path):
     raw = bytearray((tmp_path / "c" / "model.eqx").read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     (tmp_path / "c" / "model.eqx").write_bytes(bytes(raw))
-    with pytest.raises(td.CheckpointError, match="corrupt"):
+    with pytest.raises(td.CheckpointError, match="is corrupt: model.eqx does not match its sha256 in meta.json"):
         td.load_checkpoint(tmp_path / "c")
     with pytest.raises(td.CheckpointError, match="not a thermodiff checkpoint"):
         td.load_checkpoint(tmp_path)
@@ -194,17 +194,17 @@ def test_resume_refuses_another_model_count(setup, key, tmp_path):
 def test_bad_input_names_the_argument(setup, key):
     Y, make, trainer = setup
     model = make(key)
-    with pytest.raises(ValueError, match="steps"):
+    with pytest.raises(ValueError, match=r"steps must be an integer in \[1, 1000000000\]"):
         td.train(model, Y, key=key, steps=0, progress=False)
-    with pytest.raises(ValueError, match="dimension"):
+    with pytest.raises(ValueError, match="data have dimension d = 2 but the model acts on d = 3"):
         td.train(model, Y[:, :2], key=key, steps=1, progress=False)
-    with pytest.raises(ValueError, match="data"):
+    with pytest.raises(ValueError, match="data must be finite"):
         td.train(model, Y.at[0, 0].set(jnp.nan), key=key, steps=1, progress=False)
     with pytest.raises(ValueError, match="n_points"):
         td.train(model, Y, key=key, steps=1, n_points=100, progress=False)
     with pytest.raises(ValueError, match="stack of models"):
         td.train(model, Y, key=key, steps=1, vmap=True, progress=False)
-    with pytest.raises(TypeError, match="unexpected"):
+    with pytest.raises(TypeError, match=r"train\(\) got unexpected arguments \['learning_rate'\]"):
         td.train(model, Y, key=key, steps=1, learning_rate=1e-3, progress=False)
     with pytest.raises(ValueError, match="T_min must be < T_max"):
         td.Trainer(T_min=1.0, T_max=0.5)
