@@ -140,10 +140,11 @@ def _sweep_impl(ens, Ts, batch):
 
     def one(T):
         x = td.fixed_point(ens, T, x0=start)
-        chi = td.susceptibility(ens, T, x0=start)
+        chi = td.susceptibility(ens, T, x0=start)  # Goldstone directions: inf
+        chi_long = td.susceptibility(ens, T, x0=start, goldstone="projected")  # finite part, exact
         return dict(
             order_parameter=(x - mean) @ v,  # = td.order_parameter(ens, T), without a second solve
-            susceptibility=v @ chi @ v,
+            susceptibility=v @ chi_long @ v,
             susceptibility_trace=jnp.trace(chi),
             heat_capacity=td.heat_capacity(ens, T, x0=start),
             stability=1.0 - jnp.linalg.eigvalsh(ens.posterior_cov(x, T))[-1] / T,
@@ -239,8 +240,8 @@ def compute(ensemble, *, name: str, parameters: dict, n_temperatures: int, tempe
             order_parameter="(x* - mean).v, v the top principal axis of the data covariance",
             susceptibility="v.chi.v, chi = dx*/dh = (I - J)^{-1} J, J = Cov[y|x*]/T, by implicit differentiation",
             susceptibility_trace=("tr chi; it includes the transverse directions, which for a continuous "
-                                  "symmetry (hypersphere) are Goldstone modes, infinite below T_c and "
-                                  "here only regularised at rounding level"),
+                                  "symmetry (hypersphere) are Goldstone modes, infinite below T_c: "
+                                  "reported as inf (null in JSON)"),
             heat_capacity="C = -T d^2F/dT^2 of F(T) = Phi_T(x*(T)) on the equilibrium branch, by autodiff",
             stability=("1 - lambda_max(Cov[y|x*])/T: the smallest eigenvalue of the Hessian of Phi_T at x* "
                        "(the slowest relaxation rate of the linearised generative drift). > 0: stable; ~0: "
