@@ -25,6 +25,8 @@ import pytest
 import _fuzz
 import thermodiff as td
 
+pytestmark = pytest.mark.slow  # float32 against float64 for every public function (about 3 min): CI's slow step
+
 # (rtol, atol) normwise per output array; the reason is next to each looser entry. Measured
 # worst |f32 - f64| / (atol + rtol max|f64|) on this suite: 0.65 (log_partition, FiniteDataset
 # landau at T = 100), 0.14 (closed_form), below 0.05 for the others.

@@ -13,6 +13,8 @@ from scipy import optimize, special
 
 import thermodiff as td
 
+pytestmark = pytest.mark.slow  # 203 validation, jit and float32 cases of the mean-field functions: CI's slow step
+
 TWO = td.TwoDeltas(1.0)
 X1 = jnp.array([0.3])
 

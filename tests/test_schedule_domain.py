@@ -14,6 +14,8 @@ import pytest
 
 import thermodiff as td
 
+pytestmark = pytest.mark.slow  # 558 parametrised domain, jit and float32 cases (about 2.5 min): CI's slow step
+
 SCHEDULES = {
     "ve_brownian": lambda: td.VE(),
     "ve_geometric": lambda: td.VE(0.01, 50.0),

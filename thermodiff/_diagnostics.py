@@ -364,8 +364,10 @@ class Diagnostics(eqx.Module):
             out.update(generalization=gen.value, generalization_se=gen.stderr)
         if self.n_samples:
             sd = model.sigma_data
-            sched = VP()
-            T_top = jnp.minimum(1e3 * sd**2, sched.max_temperature())  # sd may be traced (inside td.train)
+            with jax.ensure_compile_time_eval():  # concrete parameters, also inside td.train's trace
+                sched = VP()
+                top = sched.max_temperature()
+            T_top = jnp.minimum(1e3 * sd**2, top)  # sd may be traced (inside td.train)
             ts = time_grid(sched, self.sample_steps, KarrasGrid(), T_start=T_top, T_end=1e-4 * sd**2)
             x = _generate_raw(model, sched, ProbabilityFlowHeun(), ks, self.n_samples, ts, model.data_mean, sd)
             fm = _fmem_raw(x, ens, kb, 500, MEMORIZED_RATIO)

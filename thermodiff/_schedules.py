@@ -245,7 +245,9 @@ class AbstractSchedule(eqx.Module):
 
     def max_temperature(self) -> float:
         """T(t_max), the largest temperature the schedule reaches (a Python float, concrete)."""
-        return float(self._temperature(jnp.asarray(self.t_max, jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)))
+        with jax.ensure_compile_time_eval():  # a constant, also when called inside a jit trace
+            dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+            return float(self._temperature(jnp.asarray(self.t_max, dtype)))
 
     def drift(self, x: Array, t: ArrayLike) -> Array:
         """Forward drift f(t) x. Under jit: an invalid t gives NaN."""
