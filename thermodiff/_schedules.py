@@ -221,7 +221,10 @@ class AbstractSchedule(eqx.Module):
         return self._on_t(t, self._noise_scale)
 
     def drift_coefficient(self, t: ArrayLike) -> Array:
-        """f(t) in the forward SDE dx = f(t) x dt + g(t) dW; f = d log theta/dt. Under jit: an invalid t gives NaN."""
+        """f(t) in the forward SDE dx = f(t) x dt + g(t) dW; f = d log theta/dt.
+
+        Under jit: an invalid t gives NaN.
+        """
         return self._on_t(t, self._drift_coefficient)
 
     def diffusion(self, t: ArrayLike) -> Array:

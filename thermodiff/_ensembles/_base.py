@@ -60,7 +60,10 @@ class AbstractEnsemble(eqx.Module):
     # ------------------------------------------------------------------ primitives
     @abc.abstractmethod
     def landau(self, x: Vector, T: RealScalarLike) -> Scalar:
-        """Landau free energy Phi_T(x) = |x|^2/2 - T log Z_T(x) (theory section 2). Under jit: an invalid T or a non-finite x gives NaN."""
+        """Landau free energy Phi_T(x) = |x|^2/2 - T log Z_T(x) (theory section 2).
+
+        Under jit: an invalid T or a non-finite x gives NaN.
+        """
 
     @abc.abstractmethod
     def sample(self, key: Key, n: int) -> Array:
@@ -76,12 +79,18 @@ class AbstractEnsemble(eqx.Module):
 
     # ------------------------------------------------------------------ derived
     def log_partition(self, x: Vector, T: RealScalarLike) -> Scalar:
-        """log Z_T(x) = log E_phi[exp((x.y - |y|^2/2)/T)] (theory section 2). Under jit: an invalid T or a non-finite x gives NaN."""
+        """log Z_T(x) = log E_phi[exp((x.y - |y|^2/2)/T)] (theory section 2).
+
+        Under jit: an invalid T or a non-finite x gives NaN.
+        """
         x, T = self._check(x, T)
         return (0.5 * jnp.sum(x * x) - self.landau(x, T)) / T
 
     def log_density(self, x: Vector, T: RealScalarLike) -> Scalar:
-        """log p_T(x) of the VE-noised state x = y + sqrt(T) z (theory section 2). Under jit: an invalid T or a non-finite x gives NaN."""
+        """log p_T(x) of the VE-noised state x = y + sqrt(T) z (theory section 2).
+
+        Under jit: an invalid T or a non-finite x gives NaN.
+        """
         x, T = self._check(x, T)
         return -0.5 * self.dim * jnp.log(2 * math.pi * T) - self.landau(x, T) / T
 
@@ -94,7 +103,10 @@ class AbstractEnsemble(eqx.Module):
         return x - jax.grad(self.landau)(x, T)
 
     def score(self, x: Vector, T: RealScalarLike) -> Vector:
-        """Score grad_x log p_T(x) = (m_T(x) - x)/T (theory section 2). Under jit: an invalid T or a non-finite x gives NaN."""
+        """Score grad_x log p_T(x) = (m_T(x) - x)/T (theory section 2).
+
+        Under jit: an invalid T or a non-finite x gives NaN.
+        """
         x, T = self._check(x, T)
         return (self.denoiser(x, T) - x) / T
 
