@@ -20,7 +20,13 @@ input) and c_noise = log(T/sigma_data^2)/4 for all of them:
 | ``"x0"`` | 0 | s | the standardised clean data (y - mean)/s |
 | ``"score"`` | 1 | T | the score grad_u log p_T(u) |
 
-(s = sigma_data.) Architectures: ``ResidualMLP`` (the toy-data workhorse of Bonnaire et al. 2025:
+(s = sigma_data.) One more output form is not a preconditioning: ``"direct"`` (in
+``ALL_PARAMETRIZATIONS``, not in ``PARAMETRIZATIONS``, whose members all share c_in and c_noise)
+has c_skip = 0, c_out = 1, c_in = 1 and c_noise = T, so the raw network receives the centred
+state u - mean and the temperature itself and returns D - mean. It serves the solvable models
+(``td.LinearNet``, ``td.MixtureNet``: theory section 10), whose parameters are the denoiser's own.
+
+Architectures: ``ResidualMLP`` (the toy-data workhorse of Bonnaire et al. 2025:
 pre-norm residual blocks with a sinusoidal noise embedding) and ``UNet`` (a small convolutional
 U-Net for one-channel images, acting on the flattened image). Both record their constructor
 arguments (``architecture()``) so that a checkpoint can rebuild them without pickling.
@@ -39,7 +45,8 @@ from ._models import AbstractModel
 from ._schedules import AbstractSchedule
 from ._validate import check_finite, check_float32_range, check_key, check_real, check_temperature, concrete
 
-PARAMETRIZATIONS = ("edm", "noise", "x0", "score")
+PARAMETRIZATIONS = ("edm", "noise", "x0", "score")  # the preconditionings (shared c_in, c_noise)
+ALL_PARAMETRIZATIONS = PARAMETRIZATIONS + ("direct",)  # "direct": F(u - mean, T) = D - mean
 
 
 _MAX_WIDTH = 2**20  # any one size of a layer (dimension, width, channels, image side)
@@ -376,11 +383,19 @@ class UNet(eqx.Module):
         return _conv(self.conv_out, jax.nn.silu(self.out_norm(h))).reshape(-1)
 
 
-_ARCHITECTURES = {"ResidualMLP": ResidualMLP, "UNet": UNet}
+_ARCHITECTURES = {"ResidualMLP": ResidualMLP, "UNet": UNet}  # the solvable models' nets join on first use
+
+
+def _register_solvable() -> None:
+    """Add the solvable models' raw networks (``_solvable``, which builds on this module)."""
+    from ._solvable import ARCHITECTURES
+
+    _ARCHITECTURES.update(ARCHITECTURES)
 
 
 def build_network(architecture: dict, key: Key | None = None):
     """Rebuild a raw network from its ``architecture()`` dict (as stored in a checkpoint)."""
+    _register_solvable()
     if not isinstance(architecture, dict) or architecture.get("name") not in _ARCHITECTURES:
         raise ValueError(
             f"unknown network architecture {architecture!r}; known: {sorted(_ARCHITECTURES)}"
@@ -402,7 +417,8 @@ def network_dim(net) -> int:
 
 # ----------------------------------------------------------------------------- preconditioning
 def coefficients(parametrization: str, T, sigma_data) -> tuple[Array, Array, Array, Array]:
-    """(c_skip, c_out, c_in, c_noise) of a parametrisation at temperature T (module table)."""
+    """(c_skip, c_out, c_in, c_noise) of a parametrisation at temperature T (module table;
+    ``"direct"``: (0, 1, 1, T))."""
     T = jnp.asarray(T)
     s2 = sigma_data**2
     c_in = 1 / jnp.sqrt(T + s2)
@@ -416,7 +432,9 @@ def coefficients(parametrization: str, T, sigma_data) -> tuple[Array, Array, Arr
         return jnp.zeros_like(T), sigma_data * one, c_in, c_noise
     if parametrization == "score":
         return one, T, c_in, c_noise
-    raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
+    if parametrization == "direct":  # c_out is NaN at an invalid T (the traced-call policy, theory 13)
+        return jnp.zeros_like(T), jnp.where(jnp.isfinite(T) & (T > 0), one, jnp.nan), one, T
+    raise ValueError(f"parametrization must be one of {ALL_PARAMETRIZATIONS}, got {parametrization!r}")
 
 
 class Preconditioned(AbstractModel):
@@ -428,7 +446,8 @@ class Preconditioned(AbstractModel):
     **Arguments:**
     - ``net``: a raw network ``net(x_in, c_noise) -> (d,)`` exposing ``.dim`` (``ResidualMLP``,
       ``UNet``, or any equinox module with that signature).
-    - ``parametrization``: ``"edm"`` (default), ``"noise"``, ``"x0"`` or ``"score"``.
+    - ``parametrization``: ``"edm"`` (default), ``"noise"``, ``"x0"``, ``"score"``, or
+      ``"direct"`` (no preconditioning: ``net(u - mean, T)`` = D - mean; module docstring).
     - ``sigma_data``: the data's standard deviation per coordinate (> 0; default 1). Set it from
       the training set (``Preconditioned.for_data`` does).
     - ``data_mean``: the data mean, shape (d,) (default 0).
@@ -441,8 +460,8 @@ class Preconditioned(AbstractModel):
 
     def __init__(self, net, parametrization: str = "edm", sigma_data=1.0, data_mean=None):
         d = network_dim(net)
-        if parametrization not in PARAMETRIZATIONS:
-            raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
+        if parametrization not in ALL_PARAMETRIZATIONS:
+            raise ValueError(f"parametrization must be one of {ALL_PARAMETRIZATIONS}, got {parametrization!r}")
         check_real("sigma_data", sigma_data, what="a scalar data scale > 0")
         check_float32_range("sigma_data", sigma_data)
         sd = jnp.asarray(sigma_data, jnp.result_type(float))
@@ -500,6 +519,7 @@ class Preconditioned(AbstractModel):
 
 
 __all__ = [
+    "ALL_PARAMETRIZATIONS",
     "PARAMETRIZATIONS",
     "Preconditioned",
     "ResidualMLP",
