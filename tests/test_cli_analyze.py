@@ -91,7 +91,7 @@ def test_headlines_lie_among_their_estimators_and_the_report_quotes_results_json
         for key, e in res[kind].items():
             if isinstance(e, dict) and "formula" in e and e["T"] is None:
                 assert f"{LABELS[key]} n/a:" in md or (key == "first_split" and "First split: not computed" in md), key
-    assert set(figs) == {"spectrum.png", "cloning.png", "collapse.png", "commitment.png"}
+    assert set(figs) == {"spectrum.png", "cloning.png", "collapse.png", "commitment.png", "effective_dimension.png"}
 
 
 def test_unlabelled_four_clusters_are_four_classes_and_tiny_data_get_a_caveat():

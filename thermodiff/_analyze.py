@@ -29,7 +29,8 @@ import numpy as np
 
 from ._progress import Progress
 
-STAGES = ("spectrum", "classes", "speciation", "memorization prediction", "cloning curve", "trajectories", "figures")
+STAGES = ("spectrum", "classes", "speciation", "memorization prediction", "cloning curve", "trajectories", "geometry",
+          "train probe", "figures")
 N_BOOT = 200  # bootstrap resamples behind every headline uncertainty
 
 
@@ -71,7 +72,8 @@ class _Data:
 def analyze(X: np.ndarray, labels: np.ndarray | None, *, seed: int = 0, quick: bool = False, scale: str = "minus-one-one",
             progress: Progress | None = None, name: str = "data", model=None, model_train=None,
             model_info: dict | None = None, rate: float | None = None,
-            subspace_split: bool | None = None) -> tuple[dict, dict]:
+            subspace_split: bool | None = None, target_temperature: float | None = None,
+            train_probe=None) -> tuple[dict, dict]:
     """Run the whole analysis; returns (results for results.json, {filename: png bytes}).
 
     **Arguments:**
@@ -84,10 +86,17 @@ def analyze(X: np.ndarray, labels: np.ndarray | None, *, seed: int = 0, quick: b
     - ``rate``: the machine's matmul rate in flop/s (default: measured) for the cost plan.
     - ``subspace_split``: compute the first split in the leading principal subspace (True), in
       the full space (False), or by size (None: the subspace above d = 64).
+    - ``target_temperature``: T* (scaled units, > 0) of the "data and stopping" section: the n
+      for which the exact score's collapse temperature stays below it (default: 0.1 x the
+      speciation headline).
+    - ``train_probe``: a ``TrainProbe`` (``_analyze_probe``) to run: two short trainings at small
+      n predicting the memorization onset for this n, or None.
     """
     import jax
 
     from ._analyze_figures import figures
+    from ._analyze_geometry import effective_dimension_section
+    from ._analyze_stopping import stopping_section
     from ._analyze_plan import plan_analysis
     from ._units import data_scale
 
@@ -120,12 +129,24 @@ def analyze(X: np.ndarray, labels: np.ndarray | None, *, seed: int = 0, quick: b
     cloning = _cloning(data, plan, T_hi, T_lo, keys[1], progress, model)
     progress.stage("trajectories")
     traj = _trajectories(data, plan, T_hi, T_lo / 10.0, keys[2], progress)
+    progress.stage("geometry")
+    geometry = effective_dimension_section(data, spec, T_hi, T_lo / 10.0, keys[3], quick)
     res = _assemble(name, data, spec, plan, speciation, memorization, cloning, traj, seed, quick)
+    geometry["T_zero"] = _estimate("the mean effective dimension of the exact empirical score falls below 1/2 "
+                                   "(geometric memorization, theory 12)", geometry["T_zero"], data.scale)
+    res["geometry"] = geometry
     if model is not None:
         from ._analyze_model import model_measurements
 
         res["model"] = model_measurements(res, data, model, model_train, model_info, plan, T_hi, T_lo / 10.0,
                                           keys[2], cloning)
+    probe = None
+    if train_probe is not None:
+        progress.stage("train probe")
+        probe = train_probe.run(data, keys[4], progress)
+    info = None if model is None else dict(model_info or {}, n_train_points=res["model"]["n_train_points"])
+    res["stopping"] = stopping_section(res, spec, data.scale, target_temperature=target_temperature,
+                                       model_info=info, probe=probe)
     progress.stage("figures")
     return res, figures(res)
 
@@ -160,6 +181,16 @@ def _spectrum(X, ds, n, d):
                 subspace=ps)
     ens = td.FiniteDataset(jnp.asarray(Xs, jnp.float32))
     return _Data(Xs, ds, None, [], {}, ens), spec
+
+
+def full_spectrum(spec: dict, d: int) -> np.ndarray:
+    """The d covariance eigenvalues: the computed leading ones, the rest of the variance spread
+    evenly over the remaining directions (the approximation made in ``_spectrum``)."""
+    ev = np.asarray(spec["eigenvalues"], np.float64)
+    if d <= ev.size:
+        return ev[:d]
+    rest = max(spec["total_variance"] - ev.sum(), 0.0)
+    return np.concatenate([ev, np.full(d - ev.size, rest / (d - ev.size))])
 
 
 def _classes(data: _Data, labels, seed: int) -> _Data:

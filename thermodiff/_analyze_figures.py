@@ -127,8 +127,26 @@ def _commitment(plt, res):
     return fig
 
 
+def _effective_dimension(plt, res):
+    g = res["geometry"]
+    T = np.asarray(g["T"])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.step(T, g["gaussian"], where="mid", color="0.4", lw=1.2,
+            label="Gaussian approximation #{lambda_i > T} (data spectrum)")
+    if g["empirical"] is not None:
+        ax.errorbar(T, g["empirical"], yerr=g["empirical_stderr"], fmt="o-", ms=3, color="C0", capsize=2,
+                    label=f"exact empirical score (mean +- s.e., {g['n_states']} states)")
+    ax.set_xscale("log")
+    _marks(ax, res, which=("memorization",))
+    ax.set_xlabel(f"temperature T ({_units(res)})")
+    ax.set_ylabel(f"effective dimension (eigenvalues of I - Cov/T below {g['threshold']})")
+    ax.set_title("Tangent dimensions of the score as the noise falls")
+    ax.legend(fontsize=6)
+    return fig
+
+
 def figures(res) -> dict:
-    """{filename: PNG bytes} of the four figures."""
+    """{filename: PNG bytes} of the figures (the effective dimension when it was measured)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,8 +155,11 @@ def figures(res) -> dict:
     from ._io import figure_bytes
 
     out = {}
-    for name, fn in (("spectrum.png", _spectrum), ("cloning.png", _cloning), ("collapse.png", _collapse),
-                     ("commitment.png", _commitment)):
+    todo = [("spectrum.png", _spectrum), ("cloning.png", _cloning), ("collapse.png", _collapse),
+            ("commitment.png", _commitment)]
+    if "geometry" in res:
+        todo.append(("effective_dimension.png", _effective_dimension))
+    for name, fn in todo:
         fig = fn(plt, res)
         out[name] = figure_bytes(fig)
         plt.close(fig)

@@ -191,6 +191,30 @@ def _model_section(res: dict) -> list[str]:
     return lines
 
 
+def _geometry_section(res: dict) -> list[str]:
+    """Effective dimension of the exact empirical score against T (theory 12)."""
+    g = res["geometry"]
+    lines = ["", "## Geometry: effective dimension", "",
+             f"Effective dimension = {g['formula']}. Threshold {g['threshold']}; {g['n_states']} states per temperature.",
+             ""]
+    if g["empirical"] is None:
+        return lines + [f"Exact empirical spectra {g['note']}."]
+    z = g["T_zero"]
+    lines += [f"The effective dimension falls below 1/2 (every direction frozen onto a training point) at "
+              f"T = {fmt(z['T'])}" + (f" ({fmt(z['T_data'])} in data units)" if z["T"] is not None else
+                                     " (not on the grid)") + ".", "",
+              "| T | exact empirical | +- | Gaussian approximation |", "|---|---|---|---|"]
+    for T, e, se, gd in zip(g["T"], g["empirical"], g["empirical_stderr"], g["gaussian"]):
+        lines.append(f"| {T:.4g} | {e:.2f} | {se:.2f} | {gd:.0f} |")
+    return lines
+
+
+def _stopping_section(res: dict) -> list[str]:
+    from ._analyze_stopping import stopping_markdown
+
+    return stopping_markdown(res)
+
+
 def body_sections(res: dict, timings: dict) -> list[str]:
     """Model comparison, cloning table, class commitment, figures and wall times."""
     lines = _model_section(res) if "model" in res else []
@@ -215,8 +239,11 @@ def body_sections(res: dict, timings: dict) -> list[str]:
         qs = f"{fmt(q[0], 3)} to {fmt(q[1], 3)}" if q else "n/a"
         lines.append(f"| {c['label']} | {c['n_points']} | {c['n_trajectories']} | {c['generated_fraction']:.3f} | "
                      f"{fmt(c['median_commit_T'])} | {qs} |")
+    lines += _geometry_section(res) if "geometry" in res else []
+    lines += _stopping_section(res) if "stopping" in res else []
     lines += ["", "## Figures", "", "![spectrum](spectrum.png) ![cloning](cloning.png) ![collapse](collapse.png) "
-              "![commitment](commitment.png)", "", "## Wall time by stage", "", "| stage | seconds |", "|---|---|"]
+              "![commitment](commitment.png)" + (" ![effective dimension](effective_dimension.png)" if "geometry" in res
+                                                 else ""), "", "## Wall time by stage", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()] + [""]
     return lines
 

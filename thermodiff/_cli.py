@@ -60,6 +60,7 @@ class _Parser(argparse.ArgumentParser):
 # Every numeric option has an explicit allowed range, checked while parsing. The limits:
 MAX_SEED = 2**31 - 1  # jax.random.key takes an int32 seed when float64 is off
 MAX_COUNT = 2**31 - 1  # XLA's array dimensions are int32
+MAX_PROBE_SIZE = 4096  # a probe is short runs at small n
 MAX_DIM = 4096  # --dim, --n-spins, entries of --mu: the phase diagram holds several d x d float64
 #                 matrices per temperature (16 x 8 d^2 bytes = 2 GiB at d = 4096; 80 GB for one
 #                 matrix at d = 100000, the run that used to end in an out-of-memory abort)
@@ -293,9 +294,21 @@ def analyze_command(args) -> tuple[dict, dict, str]:
         X, labels = X[keep], (None if labels is None else labels[keep])
         name = f"{name}, random subset of {args.max_points} points (seed {args.seed})"
     model, model_train, model_info = _load_model(args.model, X) if args.model is not None else (None, None, None)
-    progress = Progress(enabled=not args.no_progress, stages=STAGES)
+    probe = None
+    if args.train_probe is not None:
+        from ._analyze_probe import TrainProbe, probe_settings
+
+        sizes = sorted(set(args.train_probe))
+        n_avail = X.shape[0] if model_train is None else len(model_train)
+        if len(sizes) < 2 or sizes[-1] > n_avail:
+            raise UsageError(f"--train-probe needs 2 to 4 distinct sizes in [2, {min(n_avail, MAX_PROBE_SIZE)}] "
+                             f"(the training points), got {','.join(map(str, args.train_probe))}")
+        probe = TrainProbe(tuple(sizes), args.probe_steps, settings=probe_settings(model_info))
+    stages = tuple(s for s in STAGES if s != "train probe" or probe is not None)
+    progress = Progress(enabled=not args.no_progress, stages=stages)
     res, figs = analyze(X, labels, seed=args.seed, quick=args.quick, scale=args.scale, progress=progress, name=name,
-                        model=model, model_train=model_train, model_info=model_info)
+                        model=model, model_train=model_train, model_info=model_info,
+                        target_temperature=args.target_temperature, train_probe=probe)
     timings = progress.finish()
     res["wall_time_by_stage_s"] = timings
     return res, figs, report_markdown(res, timings)
@@ -344,8 +357,22 @@ def _load_model(path: str, X):
     if ck.meta.get("n_models"):
         raise UsageError("--model: the checkpoint holds a stack of models; analyse one at a time")
     info = dict(path=str(path), step=ck.step, architecture=ck.meta["architecture"].get("name"),
-                parametrization=ck.meta["parametrization"])
+                parametrization=ck.meta["parametrization"], cli=extra.get("cli"), **_logged_onsets(ck.history))
     return ck.ema, idx, info
+
+
+def _logged_onsets(history: dict) -> dict:
+    """tau_mem and tau_gen read off a checkpoint's logged diagnostics (theory 10), when it has them."""
+    import numpy as np
+
+    from ._diagnostics import detect_tau_gen, detect_tau_mem
+
+    steps, fm = history.get("step"), history.get("f_mem")
+    if steps is None or fm is None or np.ndim(fm) != 1 or len(steps) < 2:
+        return dict(logged_f_mem=False)
+    gen = history.get("generalization")
+    tg = detect_tau_gen(steps, np.sum(gen, axis=-1)) if gen is not None and np.ndim(gen) == 2 else None
+    return dict(logged_f_mem=True, tau_mem=detect_tau_mem(steps, fm), tau_gen=tg)
 
 
 def check_ensemble_options(args) -> None:
@@ -513,6 +540,16 @@ def make_parser() -> argparse.ArgumentParser:
     a.add_argument("--model", default=None,
                    help="a checkpoint of `thermodiff train` (its folder or its checkpoint/ folder) trained on DATA: "
                         "adds 'measured in your model' columns beside the exact predictions")
+    a.add_argument("--target-temperature", type=Real(TINY_T, VARIANCE, lo_open=True), default=None,
+                   help="T* of the 'data and stopping' section (in the analysis units): the n for which the exact "
+                        "score's collapse temperature stays below it; default 0.1 x the speciation headline")
+    a.add_argument("--train-probe", type=Ints(2, MAX_PROBE_SIZE, 2, 4), nargs="?", const=[16, 32], default=None,
+                   metavar="N1,N2",
+                   help="train the model's architecture (or `thermodiff train`'s default) on 2 to 4 small random "
+                        f"subsets (default 16,32; integers in [2, {MAX_PROBE_SIZE}]), two seeds each, and predict the "
+                        "memorization onset tau_mem = c n for the whole training set (theory 10-11)")
+    a.add_argument("--probe-steps", type=Int(100, 10**6), default=3000,
+                   help="training steps of each probe run, an integer in [100, 1000000] (default 3000)")
     r = sub.add_parser(
         "phase-diagram",
         help="order parameter, susceptibility and heat capacity versus T, with T_c marked",
@@ -534,6 +571,9 @@ def make_parser() -> argparse.ArgumentParser:
     from ._cli_train import add_parser as add_train
 
     add_train(sub)
+    from ._cli_data_need import add_parser as add_data_need
+
+    add_data_need(sub)
     return p
 
 
@@ -596,7 +636,7 @@ def _check_options(args) -> None:
         check_ensemble_options(args)
     if args.command == "phase-diagram" and args.temperatures is not None and len(set(args.temperatures)) < 3:
         raise UsageError(f"--temperatures needs at least 3 distinct values, got {len(set(args.temperatures))}")
-    if args.command != "train":  # train checks its folder itself (resume rules), with report_bytes
+    if args.command not in ("train", "data-need"):  # train checks its folder itself; data-need has --json
         check_out(args.out, report_bytes(args))
 
 
@@ -719,6 +759,9 @@ def _say_interrupted(args) -> int:
         return 130
     if args.command == "train":
         return _interrupted(Path(args.out))
+    if args.command == "data-need":  # its --json is written by one rename: whole or not at all
+        print("thermodiff: interrupted", file=sys.stderr)
+        return 130
     written = _io.last_report()
     if written is not None and Path(written) == Path(args.out):
         print(f"thermodiff: interrupted after the report was written completely to {args.out}", file=sys.stderr)
@@ -868,8 +911,14 @@ def _cmd_landscape(args, t_start) -> int:
     return 0
 
 
+def _cmd_data_need(args, t_start) -> int:
+    from ._cli_data_need import data_need_command
+
+    return data_need_command(args, t_start, load_dataset)
+
+
 _COMMANDS = {"train": _cmd_train, "analyze": _cmd_analyze, "phase-diagram": _cmd_phase_diagram,
-             "landscape": _cmd_landscape}
+             "landscape": _cmd_landscape, "data-need": _cmd_data_need}
 
 
 if __name__ == "__main__":  # pragma: no cover
