@@ -8,7 +8,7 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 # Notebooks that take more than a minute on two cores run in the slow step (.ci/run runs both).
-SLOW = {"02_phase_transitions.ipynb", "05_trained_networks.ipynb"}
+SLOW = {"02_phase_transitions.ipynb", "05_trained_networks.ipynb", "06_memorization_laws.ipynb", "07_geometry.ipynb"}
 PARAMS = [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW else p for p in NOTEBOOKS]
 
 
