@@ -17,7 +17,8 @@ Everything runs in JAX's default float32 mode (x64 off), where T = 1e39 is not r
 The calls run in a child process (``python tests/_fuzz.py --child ...``) that appends one JSON
 line per finished case; ``run_all`` (the parent) restarts the child after the case that killed it
 (a process abort becomes outcome CRASH, a call that does not return within the time limit HANG)
-and aggregates the lines into one report (``tally``).
+and aggregates the lines into one report (``tally``). ``python tests/_fuzz.py --only a,b`` runs
+only the targets whose names start with a or b (a partial run, e.g. after adding targets).
 
 Outcomes of an eager mutated call:
 
@@ -242,6 +243,8 @@ def bad_values(slot):
             (f"shape({d},2,1)", lambda: _f([[[0.1]] * 2] * d)),
             ("empty", lambda: _f([])),
         ]
+        if p.get("f64"):  # a NumPy float64 function: 1e39 is a valid number there
+            vals = [v for v in vals if v[0] != "1e39"]
         if p.get("fixed_d"):
             vals.append((f"shape({d + 1},)", lambda: _f([0.1] * (d + 1))))
         return _common(slot, *vals)
@@ -255,6 +258,8 @@ def bad_values(slot):
             (f"shape({n},{d},1)", lambda: _pts(n, d)[:, :, None]),
             (f"shape(0,{d})", lambda: _f([[0.0] * d])[:0]),
         ]
+        if p.get("f64"):  # a NumPy float64 function: 1e39 is a valid number there
+            vals = [v for v in vals if v[0] != "1e39"]
         if p.get("fixed_d"):
             vals.append((f"shape({n},{d + 1})", lambda: _pts(n, d + 1)))
         return _common(slot, *vals)
@@ -328,6 +333,36 @@ def bad_values(slot):
         return _common(slot, ("class", lambda: _jax()[3].KarrasGrid), ("float", lambda: 1.0))
     if k == "choice":
         return _common(slot, ("unknown", lambda: "nonsense"), ("empty", lambda: ""), ("int", lambda: 3))
+    if k == "spectrum":  # eigenvalues (..., n), n >= lo (a batch of spectra is valid)
+        n_min = p.get("lo", 1)
+        vals = [
+            ("nan", lambda: _f([float("nan"), 0.5])),
+            ("inf", lambda: _f([float("inf"), 0.5])),
+            ("1e39", lambda: _np64([1e39, 0.5])),
+            ("shape()", lambda: _f(0.5)),
+            ("empty", lambda: _f([])),
+        ]
+        if n_min >= 2:
+            vals.append(("shape(1,)", lambda: _f([0.5])))
+        return _common(slot, *vals)
+    if k == "flag":  # True or False (a bool is the valid value: not fuzzed)
+        return [("None", lambda: None), ("str", lambda: "yes"), ("int", lambda: 1), ("float", lambda: 0.5)]
+    if k == "object":  # an instance of one class (a result, a trainer, a fitted law): anything else
+        return _common(slot, ("float", lambda: 1.0), ("array", lambda: _f([1.0, 0.5])), ("dict", lambda: {}), ("schedule", lambda: _jax()[3].VE()))
+    if k == "blocks":  # a non-empty sequence of (variance >= 0, count >= 1) pairs
+        return _common(
+            slot,
+            ("empty", lambda: []),
+            ("nan_variance", lambda: [(float("nan"), 1)]),
+            ("inf_variance", lambda: [(float("inf"), 1)]),
+            ("negative_variance", lambda: [(-1.0, 1)]),
+            ("str_variance", lambda: [("1", 1)]),
+            ("zero_count", lambda: [(1.0, 0)]),
+            ("float_count", lambda: [(1.0, 2.5)]),
+            ("bool_count", lambda: [(1.0, True)]),
+            ("not_a_pair", lambda: [(1.0,)]),
+            ("number", lambda: 3.0),
+        )
     raise KeyError(k)
 
 
@@ -356,6 +391,10 @@ SHORT = {
     "solver": ("class",),
     "grid": ("class",),
     "choice": ("unknown",),
+    "spectrum": ("nan", "shape()", "str"),
+    "flag": ("int",),
+    "object": ("float", "None"),
+    "blocks": ("empty", "nan_variance", "zero_count"),
 }
 
 
@@ -372,7 +411,7 @@ def short_values(slot):
 
 
 # Targets fuzzed with every value of every kind; the others (siblings sharing the same checks, or
-# less central functions) get the SHORT values, keeping the fuzz near 1,500 eager calls.
+# less central functions) get the SHORT values, keeping the fuzz near 2,800 eager calls.
 FULL = {
     "TwoDeltas", "GaussianMixture", "Gaussian", "Hypersphere", "CurieWeiss", "FiniteDataset", "Diffused",
     "TwoDeltas.denoiser", "TwoDeltas.landau", "TwoDeltas.sample",
@@ -383,6 +422,11 @@ FULL = {
     "fixed_point", "susceptibility", "landau_coefficients", "critical_temperature", "critical_exponents",
     "entropy", "class_posterior", "cloning_probability", "collapse_temperature", "rem_entropy", "descend",
     "noise_conventions", "temperature_from",
+    "LinearManifold", "LinearManifold.denoiser", "score_jacobian_spectrum", "data_need", "data_need[data]",
+    "effective_dimension", "spectral_gaps", "spectrum_sweep", "freeze_temperatures", "block_variances", "manifold_points",
+    "fit_memorization_law", "MemorizationLaw.predict", "noise_moments", "LinearNet", "linear_model", "linear_modes",
+    "MixtureNet", "mixture_model", "RandomFeaturesNet", "random_features_model", "train_test_gap", "cosine_agreement",
+    "sample_agreement",
 }
 
 
@@ -425,10 +469,16 @@ def _ensembles():
         "Hypersphere": lambda: td.Hypersphere(1.3, D),
         "CurieWeiss": lambda: td.CurieWeiss(D, 1.5),
         "FiniteDataset": lambda: td.FiniteDataset(_pts()),
+        "LinearManifold": lambda: td.LinearManifold(_f([1.0, 0.25]), _basis(), _f([0.1, -0.2])),
     }
 
 
-ENSEMBLES = ("TwoDeltas", "GaussianMixture", "Gaussian", "Hypersphere", "CurieWeiss", "FiniteDataset")
+ENSEMBLES = ("TwoDeltas", "GaussianMixture", "Gaussian", "Hypersphere", "CurieWeiss", "FiniteDataset", "LinearManifold")
+
+
+def _basis():
+    """A (D, D) rotation: orthonormal columns (LinearManifold's basis)."""
+    return _f([[0.6, -0.8], [0.8, 0.6]])
 
 
 def _ens(name):
@@ -1030,6 +1080,298 @@ def _other_targets():
     ]
 
 
+def _geometry_targets():
+    """Theory section 12: score-Jacobian spectra, effective dimensions, gaps, sweeps, LinearManifold."""
+    td = lambda: _td()  # noqa: E731
+    lm = lambda: _ens("LinearManifold")  # noqa: E731
+    fin = lambda: _ens("FiniteDataset")  # noqa: E731
+    x, T = Slot("x", "x", 1), Slot("T", "T", 2)
+
+    def sweep():
+        return td().spectrum_sweep(lm(), _f([0.1, 0.5, 2.0]), key=_key(), n_states=2, n_gaps=1)
+
+    return [
+        Target(
+            "score_jacobian_spectrum",
+            lambda: (td().score_jacobian_spectrum, (lm(), _x(), T_OK), {"k": 2, "which": "smallest", "method": "dense", "vectors": False, "key": _key()}),
+            [
+                Slot("model", "ensemble", 0),
+                x,
+                T,
+                Slot("k", "size", opt=True, hi=D),
+                Slot("which", "choice"),
+                Slot("method", "choice"),
+                Slot("vectors", "flag"),
+                Slot("key", "key", opt=True),
+            ],
+            jit=("x", "T"),
+        ),
+        Target(
+            "score_jacobian_spectrum[lanczos]",
+            lambda: (td().score_jacobian_spectrum, (fin(), _x(), T_OK), {"k": 1, "method": "lanczos", "krylov_dim": 2}),
+            [x, T, Slot("k", "size", hi=D), Slot("krylov_dim", "size", opt=True, hi=D)],
+            jit=("x", "T"),
+            doc=lambda: td().score_jacobian_spectrum,
+            short=True,
+        ),
+        Target(
+            "score_jacobian_spectrum[schedule]",
+            lambda: (td().score_jacobian_spectrum, (lm(), _x(), 0.5), {"schedule": td().VP()}),
+            [Slot("x", "x", 1), Slot("T", "t", 2, t_max=1.0), Slot("schedule", "schedule", opt=True)],
+            jit=("x", "T"),
+            doc=lambda: td().score_jacobian_spectrum,
+            short=True,
+        ),
+        Target(
+            "LinearManifold.spectrum",
+            _method(lm, "spectrum", _const(T_OK)),
+            [Slot("T", "T", 0)],
+            jit=("T",),
+            short=True,
+        ),
+        Target(
+            "effective_dimension",
+            lambda: (td().effective_dimension, (_f([0.1, 0.6]),), {"threshold": 0.5}),
+            [Slot("eigenvalues", "spectrum", 0), Slot("threshold", "number", lo=0.0, hi=1.0, lo_open=True, hi_open=True)],
+        ),
+        Target(
+            "spectral_gaps",
+            lambda: (td().spectral_gaps, (_f([0.01, 0.3, 0.9]),), {"n_gaps": 1, "scale": "logit"}),
+            [Slot("eigenvalues", "spectrum", 0, lo=2), Slot("n_gaps", "size", hi=2), Slot("scale", "choice")],
+        ),
+        Target(
+            "spectrum_sweep",
+            lambda: (td().spectrum_sweep, (lm(), _f([0.1, 0.5, 2.0])), {"key": _key(), "n_states": 2, "n_gaps": 1, "threshold": 0.5}),
+            [
+                Slot("model", "ensemble", 0),
+                Slot("temperatures", "Ts", 1),
+                Slot("data", "points", opt=True, fixed_d=True),
+                Slot("key", "key", opt=True),
+                Slot("n_states", "size", hi=2**20),
+                Slot("threshold", "number", lo=0.0, hi=1.0, lo_open=True, hi_open=True),
+                Slot("n_gaps", "size", hi=D - 1),
+                Slot("method", "choice"),
+            ],
+        ),
+        Target(
+            "freeze_temperatures",
+            lambda: (td().freeze_temperatures, (sweep(),), {"ratio": 2.0}),
+            [Slot("sweep", "object", 0), Slot("ratio", "number", lo=1.0, lo_open=True, f64=True)],
+        ),
+        Target(
+            "LinearManifold",
+            lambda: (td().LinearManifold, (_f([1.0, 0.25]),), {"basis": _basis(), "mean": _f([0.1, -0.2])}),
+            [
+                Slot("variances", "vec", 0),
+                Slot("basis", "points", opt=True, n=D, fixed_d=True),
+                Slot("mean", "vec", opt=True, fixed_d=True),
+            ],
+        ),
+        Target(
+            "block_variances",
+            lambda: (td().block_variances, ([(1.0, 1), (0.25, 1)],), {}),
+            [Slot("blocks", "blocks", 0)],
+        ),
+        Target(
+            "manifold_points",
+            lambda: (td().manifold_points, (_key(), 4, _f([1.0, 0.25])), {"basis": _basis(), "mean": _f([0.1, -0.2]), "sphere": True, "radius": 1.5}),
+            [
+                Slot("key", "key", 0),
+                Slot("n", "size", 1, lo=0),
+                Slot("variances", "vec", 2),
+                Slot("basis", "points", opt=True, n=D, fixed_d=True),
+                Slot("mean", "vec", opt=True, fixed_d=True),
+                Slot("sphere", "flag"),
+                Slot("radius", "number", opt=True, lo=0.0, lo_open=True),
+            ],
+            short=True,
+        ),
+    ]
+
+
+def _planning_targets():
+    """Theory sections 10 and 11: data needed, the memorisation law, solvable models, agreement."""
+    td = lambda: _td()  # noqa: E731
+    np = lambda: _jax()[2]  # noqa: E731
+    sizes = lambda: _np64([100.0, 200.0, 400.0])  # noqa: E731
+    taus = lambda: _np64([150.0, 310.0, 590.0])  # noqa: E731
+
+    def law():
+        return td().fit_memorization_law(sizes(), taus(), tau_mem_se=_np64([10.0, 20.0, 30.0]))
+
+    def trainer():
+        return td().Trainer(T_min=1e-3, T_max=10.0, batch_size=4, grad_clip=None)
+
+    data = Slot("data", "points", 0)
+    return [
+        Target(
+            "data_need",
+            lambda: (
+                td().data_need,
+                (),
+                {
+                    "n_points": 1000, "dim": 2, "variance": 1.0, "spectrum": _np64([1.5, 0.5]), "target_temperature": 0.1,
+                    "target_kl": 0.05, "features": 500, "probe": {100: 150.0, 200: 310.0}, "exponent": 1.0, "tau_gen": 50.0,
+                    "train_steps": 2000.0,
+                },
+            ),
+            [
+                Slot("n_points", "size", opt=True, lo=2, no_huge=True),
+                Slot("dim", "size", opt=True),
+                Slot("variance", "number", opt=True, lo=0.0, lo_open=True, f64=True),
+                Slot("spectrum", "vec", opt=True, f64=True, fixed_d=True),
+                Slot("target_temperature", "T", opt=True),
+                Slot("target_kl", "number", opt=True, lo=0.0, lo_open=True, f64=True),
+                Slot("features", "size", opt=True, no_huge=True),
+                Slot("law", "object", opt=True),
+                Slot("probe", "object", opt=True),
+                Slot("exponent", "number", opt=True, f64=True),
+                Slot("tau_gen", "number", opt=True, lo=0.0, lo_open=True, f64=True),
+                Slot("train_steps", "number", opt=True, lo=0.0, lo_open=True, f64=True),
+            ],
+        ),
+        Target(
+            "data_need[data]",
+            lambda: (td().data_need, (_pts(),), {"target_temperature": 0.1}),
+            [Slot("data", "points", 0), Slot("n_points", "size", opt=True, lo=2, no_huge=True)],
+            doc=lambda: td().data_need,
+            short=True,
+        ),
+        Target(
+            "fit_memorization_law",
+            lambda: (td().fit_memorization_law, (sizes(), taus()), {"tau_mem_se": _np64([10.0, 20.0, 30.0]), "exponent": None}),
+            [
+                Slot("sizes", "vec", 0, d=3, fixed_d=True, f64=True),
+                Slot("tau_mem", "vec", 1, d=3, fixed_d=True, f64=True),
+                Slot("tau_mem_se", "vec", opt=True, d=3, fixed_d=True, f64=True),
+                Slot("exponent", "number", opt=True, f64=True),
+            ],
+        ),
+        Target(
+            "MemorizationLaw.predict",
+            lambda: (law().predict, (_np64([50.0, 1000.0]),), {}),
+            [Slot("n", "number", 0, lo=0.0, lo_open=True, scalar=False, f64=True)],
+        ),
+        Target(
+            "noise_moments",
+            lambda: (td().noise_moments, (trainer(), 1.0), {}),
+            [Slot("trainer", "object", 0), Slot("sigma_data", "number", 1, lo=0.0, lo_open=True, f64=True)],
+        ),
+        Target(
+            "LinearNet",
+            lambda: (td().LinearNet, (D,), {"weight": _f([[0.5, 0.0], [0.0, 0.5]]), "key": _key()}),
+            [Slot("dim", "size", 0, hi=2**15), Slot("weight", "points", opt=True, n=D, fixed_d=True)],
+        ),
+        Target(
+            "linear_model",
+            lambda: (td().linear_model, (_pts(),), {"weight": _f([[0.5, 0.0], [0.0, 0.5]])}),
+            [Slot("data", "points", 0), Slot("weight", "points", opt=True, n=D, fixed_d=True)],
+        ),
+        Target(
+            "linear_modes",
+            lambda: (td().linear_modes, (td().linear_model(_pts()), _pts()), {"learning_rate": 0.01, "trainer": trainer()}),
+            [
+                Slot("model", "model", 0),
+                Slot("data", "points", 1, fixed_d=True, f64=True),
+                Slot("learning_rate", "number", lo=0.0, lo_open=True),
+                Slot("trainer", "object"),
+            ],
+        ),
+        Target(
+            "linear_sgd_weights",
+            lambda: (td().linear_sgd_weights, (td().linear_model(_pts()), _pts(), np().array([0, 5])), {"learning_rate": 0.01, "trainer": trainer()}),
+            [Slot("steps", "size", 2, lo=0, no_huge=True)],
+            short=True,
+        ),
+        Target(
+            "MixtureNet",
+            lambda: (td().MixtureNet, (D, 2), {"means": _f([[1.0, 0.0], [-1.0, 0.0]]), "log_variance": -1.0}),
+            [
+                Slot("dim", "size", 0, hi=2**15),
+                Slot("n_components", "size", 1, hi=2**24),
+                Slot("means", "points", opt=True, n=2, fixed_d=True),
+                Slot("log_variance", "number", opt=True),
+            ],
+        ),
+        Target(
+            "mixture_model",
+            lambda: (td().mixture_model, (_pts(), 2), {"key": _key(), "variance": 0.5}),
+            [
+                Slot("data", "points", 0),
+                Slot("n_components", "size", 1, hi=N),
+                Slot("key", "key"),
+                Slot("variance", "number", opt=True, lo=0.0, lo_open=True, f64=True),
+            ],
+        ),
+        Target(
+            "mixture_model[means]",
+            lambda: (td().mixture_model, (_pts(),), {"means": _f([[1.0, 0.0], [-1.0, 0.0]])}),
+            [Slot("means", "points", opt=True, n=2, fixed_d=True, f64=True)],
+            doc=lambda: td().mixture_model,
+            short=True,
+        ),
+        Target(
+            "RandomFeaturesNet",
+            lambda: (td().RandomFeaturesNet, (D, 8, "tanh"), {"key": _key(), "readout": _f(np().full((D, 8), 0.1))}),
+            [
+                Slot("dim", "size", 0, hi=2**15),
+                Slot("n_features", "size", 1, hi=2**20),
+                Slot("activation", "choice", 2),
+                Slot("key", "key"),
+                Slot("readout", "points", opt=True, n=D, d=8, fixed_d=True),
+            ],
+        ),
+        Target(
+            "random_features_model",
+            lambda: (td().random_features_model, (_pts(), 8), {"key": _key(), "activation": "tanh", "parametrization": "score"}),
+            [
+                Slot("data", "points", 0),
+                Slot("n_features", "size", 1, hi=2**20),
+                Slot("key", "key"),
+                Slot("activation", "choice"),
+                Slot("parametrization", "choice"),
+            ],
+        ),
+        Target(
+            "train_test_gap",
+            lambda: (td().train_test_gap, (td().linear_model(_pts()), _pts(), _pts(N, D, 1), T_OK, _key()), {"n_states": 8}),
+            [
+                Slot("model", "model", 0),
+                Slot("train", "points", 1, fixed_d=True),
+                Slot("test", "points", 2, fixed_d=True),
+                Slot("T", "T", 3),
+                Slot("key", "key", 4),
+                Slot("n_states", "size", lo=2, hi=10**8),
+            ],
+        ),
+        Target(
+            "cosine_agreement",
+            lambda: (td().cosine_agreement, (_pts(), _pts(N, D, 1), _f([0.0, 0.0])), {}),
+            [
+                Slot("a", "points", 0, fixed_d=True, f64=True),
+                Slot("b", "points", 1, fixed_d=True, f64=True),
+                Slot("center", "vec", 2, fixed_d=True, f64=True),
+            ],
+        ),
+        Target(
+            "sample_agreement",
+            lambda: (td().sample_agreement, (_ens("TwoDeltas"), _ens("Gaussian"), _key(), 3), {"steps": 4, "mean": _f([0.0, 0.0]), "sigma_data": 1.0}),
+            [
+                Slot("model_a", "model", 0),
+                Slot("model_b", "model", 1),
+                Slot("key", "key", 2),
+                Slot("n_samples", "size", 3, lo=2, hi=10**8),
+                Slot("dim", "size", opt=True, hi=2**15),
+                Slot("mean", "vec", opt=True, fixed_d=True),
+                Slot("sigma_data", "number", opt=True, lo=0.0, lo_open=True),
+                Slot("steps", "size", huge=10**9),
+                Slot("T_start", "T", opt=True),
+                Slot("T_end", "T", opt=True),
+            ],
+        ),
+    ]
+
+
 def build_targets():
     return (
         _ensemble_targets()
@@ -1041,6 +1383,8 @@ def build_targets():
         + _memory_targets()
         + _hierarchy_targets()
         + _other_targets()
+        + _geometry_targets()
+        + _planning_targets()
     )
 
 
@@ -1068,10 +1412,18 @@ def _in_variant(t, variant):
 JIT_SHORT = {"T": ("nan", "-1"), "T_elem": ("-1",), "x": ("nan",), "x_any": ("nan",), "t": ("nan", "beyond"), "t_elem": ("nan", "beyond")}
 
 
+ONLY_ENV = "THERMODIFF_FUZZ_ONLY"  # comma-separated target-name prefixes (``--only``): a partial run
+
+
+def _selected(t) -> bool:
+    only = [p for p in os.environ.get(ONLY_ENV, "").split(",") if p]
+    return not only or any(t.name.startswith(p) for p in only)
+
+
 def _cases(variant):
     """The deterministic list of cases: (id, target, slot name or None, value label, mode)."""
     out = []
-    targets = [t for t in TARGETS if _in_variant(t, variant)]
+    targets = [t for t in TARGETS if _in_variant(t, variant) and _selected(t)]
     for t in targets:
         out.append((f"{t.name}|valid", t.name, None, "valid", "eager"))
         for s in t.slots:
@@ -1550,7 +1902,11 @@ if __name__ == "__main__":
         ap.add_argument("--out", default="/tmp/thermodiff_fuzz.json")
         ap.add_argument("--failures", default=None, help="also write the grouped failure list here")
         ap.add_argument("--variant", default="all", choices=VARIANTS)
+        ap.add_argument("--only", default="", help="comma-separated target-name prefixes: fuzz only these (a partial run)")
         a = ap.parse_args()
+        if a.only:
+            os.environ[ONLY_ENV] = a.only  # the children inherit it and build the same case list
+            CASES.update({v: _cases(v) for v in VARIANTS})
         t0 = time.time()
         recs = run_all(a.out + ".jsonl", a.variant, log=lambda m: print(m, file=sys.stderr, flush=True))
         with open(a.out, "w") as fh:

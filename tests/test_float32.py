@@ -61,6 +61,16 @@ TOL = {
     # descents and basins: minima of Phi_T found to the float32 tolerance of the solver (1e-4 of
     # the data scale in float32, documented in hierarchy)
     "descent": (1e-3, 1e-4),
+    # score-Jacobian spectra (theory 12): eigenvalues of I - Cov/T, Cov an O(|y|^2) posterior
+    # covariance divided by T, so rounding of Cov is amplified by 1/T (as "covariance"; measured
+    # worst |f32 - f64| 2.8e-7 on eigenvalues <= 1: 0.015 of the tolerance, FiniteDataset, T = 0.3)
+    "spectrum": (1e-5, 1e-5),
+    # quadrature of the trainer's weighting evaluated by JAX in the working precision (noise_moments,
+    # and the linear denoiser's SGD modes built on those moments; measured worst 0.023 of it)
+    "quadrature": (1e-5, 0.0),
+    # logit gaps next to an eigenvalue clipped at 1 - 1e-6 (flat directions): float32 holds the clip
+    # as 1 - 1.0133e-6, so the logit there differs by log(1.0133) = 0.0132 (measured 0.0132)
+    "logit_clip": (1e-5, 0.015),
 }
 
 # ----------------------------------------------------------------------------- helpers
@@ -119,6 +129,8 @@ def ensembles():
         "Hypersphere": lambda: td.Hypersphere(A(1.25), 2),
         "CurieWeiss": lambda: td.CurieWeiss(2, A(1.5)),
         "FiniteDataset": lambda: td.FiniteDataset(jnp.asarray(pts)),
+        # a permutation basis: orthonormal exactly in both precisions
+        "LinearManifold": lambda: td.LinearManifold(A([1.25, 0.0625]), A([[0.0, 1.0], [1.0, 0.0]]), A([0.5, -0.25])),
     }
 
 
@@ -366,6 +378,114 @@ def test_principal_subspace_float64_inside():
     assert_close(lambda: td.principal_subspace(X, 2, method="exact").eigenvalues, "float64_inside", "principal_subspace")
 
 
+# ----------------------------------------------------------------------------- geometry (theory 12)
+# H4/2: a basis with exactly orthonormal columns (entries +-1/2) in both precisions
+H4 = 0.5 * np.array([[1, 1, 1, 1], [1, -1, 1, -1], [1, 1, -1, -1], [1, -1, -1, 1]], np.float64)[:, :3]
+SPEC_TEMPERATURES = (0.02, 0.3, 1.0, 5.0)
+
+
+def _manifold():
+    return td.LinearManifold(A([2.0, 0.25, 0.0625]), A(H4), A([0.5, -0.25, 0.0, 1.0]))
+
+
+def test_score_jacobian_spectrum_linear_manifold():
+    """Closed form T/(v_i + T) and 1 (d = 4, r = 3) by eigh of I - Cov/T, and its exact ``spectrum``."""
+    for T in SPEC_TEMPERATURES:
+        assert_close(lambda: td.score_jacobian_spectrum(_manifold(), A([0.3, -0.2, 1.0, 0.5]), A(T)).eigenvalues, "spectrum", f"LinearManifold spectrum(T={T})")
+        assert_close(lambda: _manifold().spectrum(A(T)), "closed_form", f"LinearManifold.spectrum(T={T})")
+        assert_close(lambda: td.effective_dimension(_manifold().spectrum(A(T))), "closed_form", f"effective_dimension(T={T})")
+
+
+def test_score_jacobian_spectrum_finite_dataset():
+    """The empirical law (10 points, d = 2): A = I - Cov/T from the closed-form posterior covariance,
+    dense and Lanczos (k = 1); in native VP coordinates the same spectrum."""
+    for T in SPEC_TEMPERATURES[1:]:
+        for x in X_STATES:
+            assert_close(lambda: td.score_jacobian_spectrum(ENS["FiniteDataset"](), A(x), A(T)).eigenvalues, "spectrum", f"FiniteDataset spectrum(x={x}, T={T})")
+            assert_close(
+                lambda: td.score_jacobian_spectrum(ENS["FiniteDataset"](), A(x), A(T), k=1, method="lanczos", krylov_dim=2).eigenvalues,
+                "spectrum",
+                f"FiniteDataset Lanczos spectrum(x={x}, T={T})",
+            )
+    assert_close(lambda: td.score_jacobian_spectrum(ENS["FiniteDataset"](), A([0.3, -0.2]), A(0.5), schedule=td.VP()).eigenvalues, "spectrum", "FiniteDataset spectrum (VP, t = 0.5)")
+
+
+def test_spectral_gaps_and_sweep():
+    lam = r32([[0.02, 0.2, 0.5, 0.9], [0.1, 0.15, 0.7, 0.75]])
+    for scale in ("logit", "log", "linear"):
+        assert_close(lambda: td.spectral_gaps(jnp.asarray(lam), n_gaps=2, scale=scale), "closed_form", f"spectral_gaps({scale})")
+    # Gaussian data: the spectrum is the same at every state, so the sweep is deterministic
+    Ts = r32([0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0])
+
+    def sweep():
+        return td.spectrum_sweep(_manifold(), jnp.asarray(Ts), key=jax.random.key(0), n_states=2)
+
+    fields = ("mean_eigenvalues", "eigenvalues", "effective_dimension", "effective_dimension_stderr", "asymmetry", "max_residual")
+    assert_close(lambda: [getattr(sweep(), f) for f in fields], "spectrum", "spectrum_sweep(LinearManifold)")
+    # the flat directions (eigenvalue 1) are clipped to 1 - 1e-6, which float32 rounds to 1 - 1.013e-6
+    assert_close(lambda: sweep().gap_sizes, "logit_clip", "spectrum_sweep(LinearManifold).gap_sizes")
+    assert_close(lambda: td.freeze_temperatures(sweep()).temperatures, "spectrum", "freeze_temperatures")
+    assert_close(lambda: td.compare_spectra({"law": _manifold()}, jnp.asarray(Ts), data=_manifold(), n_states=2)["law"].mean_eigenvalues, "spectrum", "compare_spectra")
+    assert_close(lambda: td.block_variances([(2.0, 2), (0.0625, 3)]), "closed_form", "block_variances")
+
+
+# ----------------------------------------------------------------------------- data needed (theory 10, 11)
+def test_data_need_float64_inside():
+    """A NumPy float64 planner: the same numbers in both modes (data enter through float32 JAX only
+    for validation; the spectrum is taken from the float64 array)."""
+    X = r32(np.random.default_rng(3).normal(size=(40, 3)) * [2.0, 1.0, 0.5])
+
+    def numbers():
+        need = td.data_need(X, target_temperature=0.1, features=20, probe={10: 40.0, 20: 90.0, 40: 170.0}, tau_gen=30.0)
+        rows = [r.value for r in need.rows if r.value is not None]
+        return [need.log10_n, need.log10_n_spectrum, need.collapse_temperature, need.collapse_temperature_spectrum] + rows
+
+    assert_close(numbers, "float64_inside", "data_need")
+
+
+def test_memorization_law_float64_inside():
+    def law():
+        fit = td.fit_memorization_law(r32([100, 200, 400, 800]), r32([130.0, 270.0, 520.0, 1100.0]), tau_mem_se=r32([10.0, 20.0, 30.0, 60.0]))
+        assert isinstance(fit, td.MemorizationLaw)
+        return [fit.c, fit.a, fit.c_se, fit.a_se, *fit.predict(r32([50.0, 5000.0]))]
+
+    assert_close(law, "float64_inside", "fit_memorization_law")
+    assert_close(lambda: td.cosine_agreement(r32([[1.0, 0.5], [0.25, -1.0]]), r32([[0.75, 0.5], [0.5, -1.0]]), r32([0.125, 0.0])).value, "float64_inside", "cosine_agreement")
+
+
+def _trainer():
+    return td.Trainer(T_min=A(1e-3), T_max=A(10.0), batch_size=4, grad_clip=None)
+
+
+def test_noise_moments_and_linear_modes():
+    """Quadrature of the trainer's weighting (evaluated by JAX in the working precision) and the
+    exact SGD modes of the linear denoiser (NumPy float64 on those moments)."""
+    X = r32(np.random.default_rng(4).normal(size=(30, 2)) * [1.5, 0.5])
+    assert_close(lambda: td.noise_moments(_trainer(), A(0.75)), "quadrature", "noise_moments(UniformTime)")
+    assert_close(
+        lambda: td.noise_moments(td.Trainer(T_min=A(1e-3), T_max=A(10.0), batch_size=4, noise=td.LogNormal()), A(0.75)),
+        "quadrature",
+        "noise_moments(LogNormal)",
+    )
+
+    def modes():
+        m = td.linear_modes(td.linear_model(X), X, learning_rate=0.02, trainer=_trainer())
+        return [m.variances, m.fixed_point, m.rates, m.learning_times, td.linear_sgd_weights(td.linear_model(X), X, np.array([0, 10, 100]), learning_rate=0.02, trainer=_trainer())]
+
+    assert_close(modes, "quadrature", "linear_modes")
+
+
+def test_solvable_model_denoisers():
+    """The linear and Gaussian-mixture models (deterministic weights and means) as VE denoisers."""
+    X = r32(np.random.default_rng(5).normal(size=(8, 2)))
+    W = r32([[0.75, 0.125], [0.125, 0.5]])
+    means = r32([[1.0, 0.5], [-1.0, -0.5], [0.25, -1.0]])
+    for T in (0.05, 0.5, 3.0):
+        for x in X_STATES:
+            assert_close(lambda: td.linear_model(X, weight=W).denoiser(A(x), A(T)), "closed_form", f"linear_model.denoiser(x={x}, T={T})")
+            assert_close(lambda: td.mixture_model(X, means=means, variance=0.25).denoiser(A(x), A(T)), "closed_form", f"mixture_model.denoiser(x={x}, T={T})")
+
+
 # ----------------------------------------------------------------------------- coverage
 # Public names not compared here, with the reason. Every other computing name of
 # thermodiff.__all__ must be called in this file (checked below, so a new function cannot be
@@ -404,6 +524,13 @@ NOT_COMPARED = {
     # weighting strategies: used inside the training loss only
     "EDMWeighting": "training only", "NoiseVarianceWeighting": "training only", "SNRWeighting": "training only",
     "UnitWeighting": "training only",
+    # geometry, data needed, solvable models (theory 10-12)
+    "manifold_points": "random draws (LinearManifold.sample)", "train_test_gap": "random draws",
+    "sample_agreement": "random starts (generate)", "agreement_study": "trains networks (random init)",
+    "memorization_study": "trains networks (random init)",
+    "random_features_model": "random features: JAX draws float64 normals from other bits than float32 ones",
+    "RandomFeaturesNet": "random features (as random_features_model)",
+    "LinearNet": "compared as the raw net of linear_model", "MixtureNet": "compared as the raw net of mixture_model",
 }
 
 
@@ -427,4 +554,6 @@ _NOT_FUZZED_CONTAINERS = {
     "ExcessEntropy", "Exponent", "FirstSplit", "HopfieldFixedPoints", "ModelComparison", "NoiseLevel",
     "PrincipalSubspace", "SpeciationPrediction", "SplitNode", "Trajectory", "TrainResult", "TrainState",
     "DataScale", "CONVENTIONS", "DATA_SCALES", "PHI_CRITICAL",
+    "JacobianSpectrum", "SpectralGaps", "SpectrumSweep", "Freezing", "DataNeed", "NeedRow", "MemorizationStudy",
+    "AgreementStudy", "LinearModes", "TrainTestGap",
 }
