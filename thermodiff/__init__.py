@@ -110,6 +110,30 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "._thermo": (
         "entropy", "free_energy", "heat_capacity", "internal_energy",
     ),
+    "._agreement": (
+        "agreement_study", "AgreementStudy", "cosine_agreement", "sample_agreement",
+    ),
+    "._data_need": (
+        "data_need", "DataNeed", "NeedRow",
+    ),
+    "._ensembles._linear_manifold": (
+        "block_variances", "LinearManifold", "manifold_points",
+    ),
+    "._geometry": (
+        "compare_spectra", "effective_dimension", "freeze_temperatures", "Freezing", "JacobianSpectrum",
+        "score_jacobian_spectrum", "spectral_gaps", "SpectralGaps", "spectrum_sweep", "SpectrumSweep",
+    ),
+    "._memorization_law": (
+        "fit_memorization_law", "MemorizationLaw",
+    ),
+    "._memorization_study": (
+        "memorization_study", "MemorizationStudy",
+    ),
+    "._solvable": (
+        "linear_model", "linear_modes", "linear_sgd_weights", "LinearModes", "LinearNet", "mixture_model",
+        "MixtureNet", "noise_moments", "random_features_model", "RandomFeaturesNet", "train_test_gap",
+        "TrainTestGap",
+    ),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

@@ -163,3 +163,53 @@ from ._thermo import (
 )
 
 __version__: str
+from ._agreement import (
+    agreement_study as agreement_study,
+    AgreementStudy as AgreementStudy,
+    cosine_agreement as cosine_agreement,
+    sample_agreement as sample_agreement,
+)
+from ._data_need import (
+    data_need as data_need,
+    DataNeed as DataNeed,
+    NeedRow as NeedRow,
+)
+from ._ensembles._linear_manifold import (
+    block_variances as block_variances,
+    LinearManifold as LinearManifold,
+    manifold_points as manifold_points,
+)
+from ._geometry import (
+    compare_spectra as compare_spectra,
+    effective_dimension as effective_dimension,
+    freeze_temperatures as freeze_temperatures,
+    Freezing as Freezing,
+    JacobianSpectrum as JacobianSpectrum,
+    score_jacobian_spectrum as score_jacobian_spectrum,
+    spectral_gaps as spectral_gaps,
+    SpectralGaps as SpectralGaps,
+    spectrum_sweep as spectrum_sweep,
+    SpectrumSweep as SpectrumSweep,
+)
+from ._memorization_law import (
+    fit_memorization_law as fit_memorization_law,
+    MemorizationLaw as MemorizationLaw,
+)
+from ._memorization_study import (
+    memorization_study as memorization_study,
+    MemorizationStudy as MemorizationStudy,
+)
+from ._solvable import (
+    linear_model as linear_model,
+    linear_modes as linear_modes,
+    linear_sgd_weights as linear_sgd_weights,
+    LinearModes as LinearModes,
+    LinearNet as LinearNet,
+    mixture_model as mixture_model,
+    MixtureNet as MixtureNet,
+    noise_moments as noise_moments,
+    random_features_model as random_features_model,
+    RandomFeaturesNet as RandomFeaturesNet,
+    train_test_gap as train_test_gap,
+    TrainTestGap as TrainTestGap,
+)
