@@ -106,7 +106,8 @@ BENCHMARKS = sorted(_common.load_all())
 
 
 def test_registry_names():
-    assert {"denoiser", "denoiser_memory", "accuracy", "scaling", "sampler", "meanfield_sweep", "train"} <= set(BENCHMARKS)
+    assert {"denoiser", "denoiser_memory", "accuracy", "scaling", "sampler", "meanfield_sweep", "train", "geometry",
+            "memorization"} <= set(BENCHMARKS)
 
 
 @pytest.mark.slow

@@ -14,15 +14,8 @@ import pytest
 import thermodiff as td
 from thermodiff._models import Exact
 from thermodiff._ensembles._linear_manifold import LinearManifold, block_variances, manifold_points
-from thermodiff._geometry import (
-    JacobianSpectrum,
-    compare_spectra,
-    effective_dimension,
-    freeze_temperatures,
-    score_jacobian_spectrum,
-    spectral_gaps,
-    spectrum_sweep,
-)
+from thermodiff._geometry import JacobianSpectrum, effective_dimension, score_jacobian_spectrum, spectral_gaps
+from thermodiff._geometry_sweep import compare_spectra, freeze_temperatures, spectrum_sweep
 
 BLOCKS = [(1.0, 5), (0.09, 10), (1e-4, 15)]
 

@@ -120,8 +120,10 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "block_variances", "LinearManifold", "manifold_points",
     ),
     "._geometry": (
-        "compare_spectra", "effective_dimension", "freeze_temperatures", "Freezing", "JacobianSpectrum",
-        "score_jacobian_spectrum", "spectral_gaps", "SpectralGaps", "spectrum_sweep", "SpectrumSweep",
+        "effective_dimension", "JacobianSpectrum", "score_jacobian_spectrum", "spectral_gaps", "SpectralGaps",
+    ),
+    "._geometry_sweep": (
+        "compare_spectra", "freeze_temperatures", "Freezing", "spectrum_sweep", "SpectrumSweep",
     ),
     "._memorization_law": (
         "fit_memorization_law", "MemorizationLaw",

@@ -180,14 +180,16 @@ from ._ensembles._linear_manifold import (
     manifold_points as manifold_points,
 )
 from ._geometry import (
-    compare_spectra as compare_spectra,
     effective_dimension as effective_dimension,
-    freeze_temperatures as freeze_temperatures,
-    Freezing as Freezing,
     JacobianSpectrum as JacobianSpectrum,
     score_jacobian_spectrum as score_jacobian_spectrum,
     spectral_gaps as spectral_gaps,
     SpectralGaps as SpectralGaps,
+)
+from ._geometry_sweep import (
+    compare_spectra as compare_spectra,
+    freeze_temperatures as freeze_temperatures,
+    Freezing as Freezing,
     spectrum_sweep as spectrum_sweep,
     SpectrumSweep as SpectrumSweep,
 )

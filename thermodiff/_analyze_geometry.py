@@ -44,7 +44,7 @@ def _zero_crossing(Ts: np.ndarray, dims: np.ndarray, level: float = 0.5) -> floa
 
 def effective_dimension_section(data, spec: dict, T_hi: float, T_lo: float, key, quick: bool) -> dict:
     """Effective dimension of the exact empirical score on a log grid from T_hi down to T_lo."""
-    from ._geometry import spectrum_sweep
+    from ._geometry_sweep import spectrum_sweep
 
     n, d = data.X.shape
     n_T = 12 if quick else 24
