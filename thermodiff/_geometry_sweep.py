@@ -98,7 +98,7 @@ def _clean_states(kind, model, data, n_states, key, d):
 def spectrum_sweep(model, temperatures, *, data=None, key: Key | None = None, n_states: int = 16,
                    schedule: AbstractSchedule | None = None, k: int | None = None, which: str = "smallest",
                    method: str = "auto", krylov_dim: int | None = None, threshold: float = 0.5,
-                   n_gaps: int = 2) -> SpectrumSweep:
+                   n_gaps: int | None = None) -> SpectrumSweep:
     """Score-Jacobian spectra over temperatures and states x ~ p_T: the geometric phases (theory 12).
 
     States: n_states clean points y (drawn from ``data``: an ensemble's ``sample``, or rows of an
@@ -115,7 +115,8 @@ def spectrum_sweep(model, temperatures, *, data=None, key: Key | None = None, n_
       when it is an ensemble; required for networks).
     - ``key``: PRNG key (default ``jax.random.key(0)``); ``n_states``: states per temperature.
     - ``schedule``, ``k``, ``which``, ``method``, ``krylov_dim``: as for ``score_jacobian_spectrum``.
-    - ``threshold``: of the effective dimension, in (0, 1); ``n_gaps``: gaps reported per T.
+    - ``threshold``: of the effective dimension, in (0, 1); ``n_gaps``: gaps reported per T, in
+      [1, max(1, k - 1)] (default: 2, or 1 when the spectrum has fewer than 3 eigenvalues).
 
     **Returns:** a ``SpectrumSweep`` (NumPy arrays). ``freeze_temperatures`` reads it.
     Under jit: not jittable (host-side driver); validates eagerly.
@@ -140,7 +141,8 @@ def spectrum_sweep(model, temperatures, *, data=None, key: Key | None = None, n_
         if d is None:
             raise ValueError("data must be (N, d) points or an ensemble to fix the dimension d of a user model")
     k, which, method, m, key = _check_options(int(d), k, which, method, krylov_dim, False, key)
-    n_gaps = check_int("n_gaps", n_gaps, 1, max(1, (k or d) - 1))
+    top = max(1, (k or d) - 1)
+    n_gaps = min(2, top) if n_gaps is None else check_int("n_gaps", n_gaps, 1, top)
     k_states, k_lanczos = jax.random.split(key)
     Y, Z = _clean_states(kind, model, data, n_states, k_states, int(d))
     keys = jax.random.split(k_lanczos, n_states)
