@@ -224,7 +224,7 @@ def data_need(data=None, *, n_points=None, dim=None, variance=None, spectrum=Non
       ``linear_kl``: KL ~ d/n at the data's n (n > d); ``linear_n_for_kl``: n ~ d/KL for
       ``target_kl`` (Merger & Goldt 2025; scalings, no prefactor); ``linear_learning_times``:
       gradient flow learns a mode of variance lambda in time ~ 1/lambda (Wang & Pehlevan 2025),
-      so the slowest/fastest ratio is lambda_max/lambda_min (nonzero eigenvalues).
+      so the slowest/fastest ratio is lambda_max/lambda_min (eigenvalues above 1e-10 lambda_max).
     - ``random_features``: with p features the score memorises when p > n (George, Veiga & Macris
       2025): generalising needs n > p; the verdict at the data's n.
     - ``tau_mem``: tau_mem(n) = c n^a of the ``law`` (or of ``probe``) at the data's n, with its
@@ -411,6 +411,7 @@ def _verdict_T(T_C, T):
 
 
 _LIN = "linear denoiser"
+_ZERO_EIGENVALUE = 1e-10  # relative to lambda_max: below it an eigenvalue is rounding (a flat direction)
 
 
 def _linear_rows(rows, n, d, lam, kl):
@@ -425,10 +426,11 @@ def _linear_rows(rows, n, d, lam, kl):
     if kl is not None:
         rows.append(NeedRow("linear_n_for_kl", _LIN, f"n for KL ~ {kl:g}", d / kl, "n ~ d/KL (a scaling: no prefactor)",
                             "n > d (Merger & Goldt 2025)", "points"))
-    if lam is not None and np.count_nonzero(lam > 0) >= 1:
-        pos = lam[lam > 0]
+    floor = None if lam is None else _ZERO_EIGENVALUE * float(np.max(lam))
+    if lam is not None and np.count_nonzero(lam > floor) >= 1:
+        pos = lam[lam > floor]  # numerically zero directions (constant pixels: 1e-17 lambda_max) excluded
         rows.append(NeedRow("linear_learning_times", _LIN, "slowest/fastest mode learning time", float(pos[0] / pos[-1]),
-                            "t ~ 1/lambda: lambda_max/lambda_min (nonzero)",
+                            "t ~ 1/lambda: lambda_max/lambda_min (lambda > 1e-10 lambda_max)",
                             "gradient flow on a linear denoiser (Wang & Pehlevan 2025)", "ratio"))
 
 
