@@ -22,6 +22,11 @@ def _finite_points(d, n, seed=0):
     return jnp.asarray(np.concatenate([pts, -pts]))  # symmetric law: m(-x) = -m(x)
 
 
+def _rotation(d, seed=3):
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(d, d)))
+    return q
+
+
 def _recipes(f):
     """name -> (constructor of the ensemble, symmetric?); ``f`` casts to the zoo's dtype."""
     return {
@@ -43,6 +48,8 @@ def _recipes(f):
         "gaussian": (lambda: td.Gaussian(f([0.5, -1.0]), f(0.7)), False),
         "hypersphere_3d": (lambda: td.Hypersphere(f(1.3), 3), True),
         "curie_weiss_4": (lambda: td.CurieWeiss(4, f(1.5)), True),
+        # a rotated linear manifold with a flat direction (variance 0): Gaussian, mean 0, symmetric
+        "linear_manifold_3d": (lambda: td.LinearManifold(f([1.0, 0.3, 0.0]), f(_rotation(3))), True),
     }
 
 
