@@ -1149,7 +1149,7 @@ def _geometry_targets():
                 Slot("key", "key", opt=True),
                 Slot("n_states", "size", hi=2**20),
                 Slot("threshold", "number", lo=0.0, hi=1.0, lo_open=True, hi_open=True),
-                Slot("n_gaps", "size", hi=D - 1),
+                Slot("n_gaps", "size", hi=D - 1, opt=True),
                 Slot("method", "choice"),
             ],
         ),
