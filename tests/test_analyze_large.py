@@ -60,7 +60,7 @@ def test_mnist_shaped_digits_finish_within_bounds():
     assert res["plan"]["split_dim"] < 784 and fs["T"] is not None and fs["stderr"] is not None
     h = res["headline"]
     assert res["speciation"][h["speciation_estimator"]]["T"] > res["memorization"][h["memorization_estimator"]]["T"]
-    assert len(figs) == 4
+    assert len(figs) == 5 and "effective_dimension.png" in figs
 
 
 @pytest.mark.slow

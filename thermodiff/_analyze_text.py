@@ -195,8 +195,9 @@ def _geometry_section(res: dict) -> list[str]:
     """Effective dimension of the exact empirical score against T (theory 12)."""
     g = res["geometry"]
     lines = ["", "## Geometry: effective dimension", "",
-             f"Effective dimension = {g['formula']}. Threshold {g['threshold']}; {g['n_states']} states per temperature.",
-             ""]
+             f"Effective dimension = {g['formula']}. Threshold {g['threshold']}; {g['n_states']} states per temperature; "
+             f"{g.get('method', 'dense spectra')}" + (f" ({g['note']})" if g["empirical"] is not None and g.get("note")
+                                                      else "") + ".", ""]
     if g["empirical"] is None:
         return lines + [f"Exact empirical spectra {g['note']}."]
     z = g["T_zero"]
