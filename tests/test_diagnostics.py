@@ -21,6 +21,16 @@ def test_posterior_trace_is_the_trace_of_the_covariance(chunk, key):
         np.testing.assert_allclose(ds.posterior_trace(x, T), jnp.trace(ds.posterior_cov(x, T)), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("T", [0.05, 0.02])
+def test_posterior_trace_keeps_relative_precision_deep_in_the_memorised_phase(T):
+    """Two points at +-1, x = 0.9 (float64): tr Cov = 4 w+ w- = sech^2(0.9/T), 1e-15 at T = 0.05 and
+    1e-38 at T = 0.02. Centring at the data mean (sum w |y|^2 - m^2 = 1 - tanh^2) gave rounding
+    noise of order 1e-16 or a clamped 0 there; centred at m the relative error is 1e-15."""
+    ds = td.FiniteDataset(jnp.array([[1.0], [-1.0]]))
+    exact = 1.0 / np.cosh(0.9 / T) ** 2
+    np.testing.assert_allclose(float(ds.posterior_trace(jnp.array([0.9]), T)), exact, rtol=1e-9)
+
+
 def test_irreducible_loss_of_two_points_is_the_two_delta_closed_form(key):
     a = 1.3
     ds = td.FiniteDataset(jnp.array([[a], [-a]]))
