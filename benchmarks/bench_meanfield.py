@@ -24,7 +24,11 @@
 
     - ``thermodiff_vmap``: the issue's formulation with the public API, ``fixed_point`` +
       ``susceptibility`` + ``heat_capacity`` per temperature (three solves: chi and C each
-      solve again from the start, then use closed-form implicit derivatives);
+      solve again from the start, then use closed-form implicit derivatives), in a plain
+      ``jax.vmap``: the library's batching rule (``thermodiff._blocked_vmap``) runs it in blocks
+      of ``vmap_block_size()`` lanes by itself, so it should match ``thermodiff_map``
+      (``{case}_map_speedup_vs_vmap`` = vmap time / map time, target >= 1/1.5; before the rule
+      the plain vmap was 3-9x slower than the best map, see ``benchmarks/_scale_sweep.py``);
     - ``thermodiff_map``: the same per-temperature function under ``jax.lax.map(...,
       batch_size=B)`` over the sorted temperatures (see ``thermodiff_fused_map`` for why);
     - ``thermodiff_fused``: the library's private fused kernel ``thermodiff._meanfield.
@@ -35,7 +39,8 @@
       XLA:CPU a vmap of the iterative solve over 10^4 lanes is memory-bound (every while-loop
       iteration streams 10^4-lane intermediates, and every lane runs until the slowest lane of
       the batch converges), while blocks of B = 200 neighbouring temperatures stay in cache and
-      stop together.
+      stop together. (The private kernel has the same batching rule as the public API, so
+      ``thermodiff_fused`` is blocked too.)
 
     Everything of one ensemble runs in a fresh subprocess (x64 on; the rest of the suite stays
     float32) and is timed in shuffled interleaved rounds with the SciPy loop, so the ratios come
@@ -649,7 +654,8 @@ def bench_meanfield_sweep(quick: bool) -> dict:
         "1st/2nd call s = the first and second call of the compiled sweep",
         f"agreement vs SciPy (xtol {cfg0['xtol']}): x* and chi over all temperatures; C = -T F'' against a "
         f"central difference with h = {cfg0['rel_step']} T, stencils straddling T_c excluded",
-        "thermodiff_vmap = public API (fixed_point + susceptibility + heat_capacity) in one vmap, "
+        "thermodiff_vmap = public API (fixed_point + susceptibility + heat_capacity) in one plain vmap "
+        "(blocked by the library's batching rule; map_speedup_vs_vmap = vmap time / map time), "
         f"thermodiff_map = the same under jax.lax.map(batch_size={cfg0['block']}); "
         "thermodiff_fused = the library's fused private kernel _equilibrium (one solve per T, chi and C "
         f"by closed forms) in one vmap; thermodiff_fused_map = the same under jax.lax.map(batch_size={cfg0['block']})",

@@ -22,6 +22,7 @@ import numpy as np
 from jax import lax
 from jax.experimental import jet
 
+from ._blocked_vmap import blocked_vmap
 from ._custom_types import Array, RealScalarLike, Scalar, Vector
 from ._ensembles._base import AbstractEnsemble, ensemble_dtype
 from ._ensembles._finite import FiniteDataset
@@ -257,6 +258,26 @@ def _regulariser(A):
     return jax.lax.stop_gradient(jnp.finfo(A.dtype).eps * (1.0 + jnp.max(jnp.abs(A))))
 
 
+def _solve(ensemble, T, h, u, max_steps, descent_steps, polish):
+    """The iterations of ``_fixed_point`` from u = x0 + h: descent, Newton, polish."""
+    tol = 8 * jnp.finfo(u.dtype).eps ** 0.75 if u.dtype == jnp.float32 else 1e-13
+    eye = jnp.eye(u.shape[0], dtype=u.dtype)
+
+    def G(u):
+        return u - ensemble.denoiser(u, T) - h
+
+    def jac(u):  # dG/du = I - dm/du = I - Cov[y|u]/T (fluctuation-dissipation, theory 2)
+        return eye - ensemble.posterior_cov(u, T) / T
+
+    if descent_steps:
+        u = jax.lax.fori_loop(0, descent_steps, lambda i, u: ensemble.denoiser(u, T) + h, u)
+    u = _newton(G, jac, u, max_steps, tol)
+    return _newton(G, jac, u, _POLISH_STEPS, 0.0) if polish else u
+
+
+_solve_blocked = blocked_vmap(_solve)
+
+
 @eqx.filter_jit
 def _fixed_point(ensemble, T, x0, h, max_steps, descent_steps=0, polish=False):
     """x* = m_T(x* + h), solved in u = x* + h, implicitly differentiated.
@@ -266,21 +287,14 @@ def _fixed_point(ensemble, T, x0, h, max_steps, descent_steps=0, polish=False):
     the result is the local minimum (stable fixed point) reached from x0, never a saddle.
     With ``polish`` a few more Newton steps with tolerance 0 follow (they stop when no step
     decreases the residual): x* to the rounding level, as the Goldstone test needs."""
-    tol = 8 * jnp.finfo(x0.dtype).eps ** 0.75 if x0.dtype == jnp.float32 else 1e-13
 
     def G(u):
         return u - ensemble.denoiser(u, T) - h
 
-    eye = jnp.eye(x0.shape[0], dtype=x0.dtype)
-
-    def jac(u):  # dG/du = I - dm/du = I - Cov[y|u]/T (fluctuation-dissipation, theory 2)
-        return eye - ensemble.posterior_cov(u, T) / T
-
     def solve(f, u_init):
-        if descent_steps:
-            u_init = jax.lax.fori_loop(0, descent_steps, lambda i, u: ensemble.denoiser(u, T) + h, u_init)
-        u = _newton(f, jac, u_init, max_steps, tol)
-        return _newton(f, jac, u, _POLISH_STEPS, 0.0) if polish else u
+        # the iterations (never differentiated: custom_root) as their own blocked function, so
+        # that a vmap of a derivative of a fixed point also solves in blocks of lanes
+        return _solve_blocked(ensemble, T, h, u_init, max_steps, descent_steps, polish)
 
     def tangent_solve(g, y):
         # (I - J + mu I)^{-1} y with mu at rounding level: the ordinary solve (relative bias
@@ -324,7 +338,8 @@ def fixed_point(
     **Returns:** the fixed point x*, shape (d,), in the ensemble's dtype. Solved in float64
     whatever that dtype (a float32 result is the float64 one rounded). Jittable and vmappable
     over T, x0, h and the ensemble's parameters (a sweep over 10^4 temperatures is one
-    ``jax.vmap``). Under jit: an invalid T or a non-finite x0/h gives NaN.
+    ``jax.vmap``, which runs in blocks of lanes like ``jax.lax.map(..., batch_size=B)``:
+    theory section 14). Under jit: an invalid T or a non-finite x0/h gives NaN.
     """
     _check_ensemble(ensemble)
     check_temperature_scalar(T)
@@ -332,7 +347,7 @@ def fixed_point(
     h = _vector_arg("h", h, ensemble.dim)
     max_steps = check_int("max_steps", max_steps, 1, _MAX_STEPS)
     _check_bool("stable", stable)
-    return _in_float64(_fixed_point_at, ensemble, T, x0, h, max_steps, bool(stable))
+    return _in_float64(_fixed_point_blocked, ensemble, T, x0, h, max_steps, bool(stable))
 
 
 def _fixed_point_at(ensemble, T, x0, h, max_steps, stable, polish=False):
@@ -343,6 +358,10 @@ def _fixed_point_at(ensemble, T, x0, h, max_steps, stable, polish=False):
     h = jnp.zeros(ensemble.dim, dtype) if h is None else jnp.asarray(h, dtype)
     x = _fixed_point(ensemble, T, x0, h, max_steps, _DESCENT_STEPS if stable else 0, polish)
     return _nan_unless(ok & _finite(x0, h), x)
+
+
+# The public entries: a plain jax.vmap of them runs in blocks of lanes (``_blocked_vmap``).
+_fixed_point_blocked = blocked_vmap(_fixed_point_at)
 
 
 def _linear_response(ensemble, T, u, heat: bool = False):
@@ -376,6 +395,9 @@ def _equilibrium_point(ensemble, T, x0):
     return x, chi, -T * d2F
 
 
+_equilibrium_blocked = blocked_vmap(_equilibrium_point)
+
+
 def _equilibrium(ensemble: AbstractEnsemble, T: RealScalarLike, x0: Vector | None = None):
     """Fused equilibrium-branch kernel (private): (x*, chi, C) from ONE fixed-point solve.
 
@@ -387,7 +409,7 @@ def _equilibrium(ensemble: AbstractEnsemble, T: RealScalarLike, x0: Vector | Non
     check_temperature(T)
     dtype = ensemble_dtype(ensemble)
     x0 = _broken_start(ensemble)[0].astype(dtype) if x0 is None else _vector_arg("x0", x0, ensemble.dim, dtype)
-    return _equilibrium_point(ensemble, jnp.asarray(T, dtype), x0)
+    return _equilibrium_blocked(ensemble, jnp.asarray(T, dtype), x0)
 
 
 def susceptibility(
@@ -430,8 +452,8 @@ def susceptibility(
     default 0), ``x0`` (branch start, shape (d,)), ``goldstone`` ("inf" or "projected").
 
     **Returns:** the (d, d) matrix chi (a 1x1 matrix when d = 1) in the ensemble's dtype,
-    computed in float64 (so identical eager, under jit and under vmap). Under jit: an invalid T
-    or a non-finite h/x0 gives NaN.
+    computed in float64 (so identical eager, under jit and under vmap; a vmap runs in blocks of
+    lanes, theory section 14). Under jit: an invalid T or a non-finite h/x0 gives NaN.
     """
     _check_ensemble(ensemble)
     check_temperature_scalar(T)
@@ -439,7 +461,7 @@ def susceptibility(
     x0 = _vector_arg("x0", x0, ensemble.dim)
     if not isinstance(goldstone, str) or goldstone not in _GOLDSTONE:
         raise ValueError(f"goldstone must be one of {', '.join(map(repr, _GOLDSTONE))}, got {goldstone!r}")
-    return _in_float64(_susceptibility_at, ensemble, T, h, x0, goldstone)
+    return _in_float64(_susceptibility_blocked, ensemble, T, h, x0, goldstone)
 
 
 def _susceptibility_at(ensemble, T, h, x0, goldstone):
@@ -450,6 +472,9 @@ def _susceptibility_at(ensemble, T, h, x0, goldstone):
     x = _fixed_point_at(ensemble, T, x0, h_, 100, stable, polish=True)
     T, ok = _temperature(T, dtype)
     return _nan_unless(ok & _finite(x0, h_), _goldstone_response(ensemble, T, x + h_, goldstone))
+
+
+_susceptibility_blocked = blocked_vmap(_susceptibility_at)
 
 
 def principal_axis(ensemble: AbstractEnsemble) -> tuple[Scalar, Vector]:
@@ -482,12 +507,13 @@ def order_parameter(ensemble: AbstractEnsemble, T: RealScalarLike, *, x0: Vector
     above. Two deltas +-1: the root of m = tanh(m/T). Hypersphere: |x*|.
 
     ``T``: scalar, finite, > 0; ``x0`` (keyword-only): finite start of shape (d,). Computed in
-    float64, returned in the ensemble's dtype. Under jit: an invalid T or a non-finite x0 gives NaN.
+    float64, returned in the ensemble's dtype; a vmap runs in blocks of lanes (theory section 14).
+    Under jit: an invalid T or a non-finite x0 gives NaN.
     """
     _check_ensemble(ensemble)
     check_temperature_scalar(T)
     x0 = _vector_arg("x0", x0, ensemble.dim)
-    return _in_float64(_order_parameter_at, ensemble, T, x0)
+    return _in_float64(_order_parameter_blocked, ensemble, T, x0)
 
 
 def _order_parameter_at(ensemble, T, x0):
@@ -495,6 +521,9 @@ def _order_parameter_at(ensemble, T, x0):
     start, v = _broken_start(ensemble)
     x0 = start.astype(dtype) if x0 is None else jnp.asarray(x0, dtype)
     return (_fixed_point_at(ensemble, T, x0, None, 100, True) - ensemble.mean()) @ v
+
+
+_order_parameter_blocked = blocked_vmap(_order_parameter_at)
 
 
 def landau_coefficients(
