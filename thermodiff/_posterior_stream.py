@@ -133,9 +133,13 @@ def _stream(ds: FiniteDataset, x: Vector, T, exclude=-1) -> _Stats:
     ``exclude``: index of a point to leave out (its weight set to zero; -1: none). Memory
     O(chunk). Differentiable: the running maximum m enters only through m + log sum e^{l - m},
     whose derivative in m is zero, so autodiff gives the exact gradients."""
+    exclude = jnp.asarray(exclude)
+    # A dataset sharded over devices and processes (ShardedDataset, _ensembles/_sharded.py) runs
+    # this same pass on each of its shards and merges the shards' statistics exactly.
+    if hasattr(ds, "_sharded_stream"):
+        return ds._sharded_stream(x, T, exclude)
     chunks, logws = ds.chunks, ds.chunk_log_weights
     n_chunks, chunk = chunks.shape[0], chunks.shape[1]
-    exclude = jnp.asarray(exclude)
     if n_chunks == 1:
         acc = _chunk_stats(chunks[0], logws[0], x, T, 0, exclude)
     else:
