@@ -427,6 +427,8 @@ FULL = {
     "fit_memorization_law", "MemorizationLaw.predict", "noise_moments", "LinearNet", "linear_model", "linear_modes",
     "MixtureNet", "mixture_model", "RandomFeaturesNet", "random_features_model", "train_test_gap", "cosine_agreement",
     "sample_agreement",
+    "CertifiedDataset", "CertifiedDataset.denoiser", "KNearestDataset", "KNearestDataset.denoiser",
+    "gaussian_approximation", "approximation_error",
 }
 
 
@@ -1372,6 +1374,111 @@ def _planning_targets():
     ]
 
 
+def _scale_targets():
+    """Theory section 14 (exact scores at scale): the certified, sharded and k-NN datasets, the
+    Gaussian approximation and the measured error of an approximation. ``distributed_init`` is not
+    called (a valid call initialises the process-global runtime; tests/test_distributed.py)."""
+    td = lambda: _td()  # noqa: E731
+    fin = lambda: _ens("FiniteDataset")  # noqa: E731
+    w = lambda: _f([1.0] * N)  # noqa: E731
+    x, T = Slot("x", "x", 0), Slot("T", "T", 1)
+    # groups of 2 points, 2 of the 3 groups summed exactly: the pruning path runs on the fuzzed data
+    cert_kw = {"tol": 1e-6, "group_size": 2, "n_clusters": 2, "max_exact_groups": 2, "max_fallback": 2, "chunk_size": 4}
+    cert = lambda: td().CertifiedDataset(_pts(), **cert_kw)  # noqa: E731
+    knn = lambda: td().KNearestDataset(_pts(), k=3, chunk_size=4)  # noqa: E731
+    shard = lambda: td().ShardedDataset(_pts(), chunk_size=4)  # noqa: E731
+
+    def result():
+        return td().approximation_error(knn(), fin(), _f([0.1, 1.0]), key=_key(), n_states=4)
+
+    out = [
+        Target(
+            "CertifiedDataset",
+            lambda: (td().CertifiedDataset, (_pts(), w()), dict(cert_kw, key=_key(), expansion=2)),
+            [
+                Slot("points", "points", 0),
+                Slot("weights", "vec", 1, opt=True, d=N, fixed_d=True),
+                Slot("tol", "number", lo=0.0, hi=1.0, lo_open=True, hi_open=True),
+                Slot("group_size", "size", opt=True, hi=2**16),
+                Slot("n_clusters", "size", opt=True, hi=N),
+                Slot("max_exact_groups", "size", opt=True, hi=2**31 - 1, no_huge=True),
+                Slot("max_fallback", "size", hi=2**20),
+                Slot("expansion", "int", opt=True, lo=0, hi=6),  # "auto" (default), None or an order
+                Slot("key", "key", opt=True),
+                Slot("chunk_size", "size"),
+            ],
+        ),
+        Target(
+            "CertifiedDataset.from_dataset",
+            lambda: (td().CertifiedDataset.from_dataset, (fin(),), {"tol": 1e-6, "group_size": 2}),
+            [Slot("ds", "ensemble", 0), Slot("tol", "number", lo=0.0, hi=1.0, lo_open=True, hi_open=True)],
+        ),
+        Target(
+            "KNearestDataset",
+            lambda: (td().KNearestDataset, (_pts(), w()), {"k": 3, "chunk_size": 4}),
+            [
+                Slot("points", "points", 0),
+                Slot("weights", "vec", 1, opt=True, d=N, fixed_d=True),
+                Slot("k", "size", hi=N),
+                Slot("chunk_size", "size", opt=True),
+            ],
+        ),
+        Target(
+            "KNearestDataset[dataset]",
+            lambda: (td().KNearestDataset, (fin(),), {"k": 3}),
+            [Slot("points", "ensemble", 0), Slot("k", "size", hi=N)],
+            doc=lambda: td().KNearestDataset,
+        ),
+        Target(
+            "ShardedDataset",
+            lambda: (td().ShardedDataset, (_pts(), w()), {"chunk_size": 4, "mesh": None}),
+            [
+                Slot("points", "points", 0),
+                Slot("weights", "vec", 1, opt=True, d=N, fixed_d=True),
+                Slot("n_points", "size", opt=True, hi=2**62),
+                Slot("chunk_size", "size"),
+                Slot("mesh", "object", opt=True),
+            ],
+        ),
+        Target(
+            "ShardedDataset.process_rows",
+            lambda: (td().ShardedDataset.process_rows, (1000,), {"chunk_size": 64, "mesh": None}),
+            [Slot("n_points", "size", 0, hi=2**62, huge=2**63), Slot("chunk_size", "size"), Slot("mesh", "object", opt=True)],
+        ),
+        Target("gaussian_approximation", lambda: (td().gaussian_approximation, (_pts(),), {}), [Slot("data", "points", 0)]),
+        Target(
+            "approximation_error",
+            lambda: (
+                td().approximation_error,
+                (knn(), fin(), _f([0.1, 1.0])),
+                {"key": _key(), "n_states": 4, "schedule": td().VP(), "tolerance": 1e-3, "batch_size": 2},
+            ),
+            [
+                Slot("approx", "model", 0),
+                Slot("exact", "ensemble", 1),
+                Slot("temperatures", "Ts", 2),
+                Slot("key", "key"),
+                Slot("n_states", "size", lo=2, hi=10**8),
+                Slot("schedule", "schedule", opt=True),
+                Slot("tolerance", "number", lo=0.0, hi=1.0, lo_open=True, hi_open=True),
+                Slot("batch_size", "size"),
+            ],
+        ),
+        Target(
+            "ApproximationError.crossings",
+            lambda: (result().crossings, (0.5,), {"column": "rms"}),
+            [Slot("level", "number", 0, lo=0.0, lo_open=True, f64=True), Slot("column", "choice")],
+        ),
+    ]
+    for name, make in (("CertifiedDataset", cert), ("KNearestDataset", knn), ("ShardedDataset", shard)):
+        out.append(Target(f"{name}.denoiser", _method(make, "denoiser", _x, _const(T_OK)), [x, T], jit=("x", "T")))
+    out.append(Target("CertifiedDataset.certified_denoiser", _method(cert, "certified_denoiser", _x, _const(T_OK)), [x, T], jit=("x", "T")))
+    for m in ("log_partition", "posterior_weights", "posterior_cov", "dropped_mass", "dropped_mass_bound"):
+        out.append(Target(f"KNearestDataset.{m}", _method(knn, m, _x, _const(T_OK)), [x, T], jit=("x", "T")))
+    out.append(Target("ShardedDataset.log_partition", _method(shard, "log_partition", _x, _const(T_OK)), [x, T], jit=("x", "T")))
+    return out
+
+
 def build_targets():
     return (
         _ensemble_targets()
@@ -1385,6 +1492,7 @@ def build_targets():
         + _other_targets()
         + _geometry_targets()
         + _planning_targets()
+        + _scale_targets()
     )
 
 

@@ -119,6 +119,24 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "._ensembles._linear_manifold": (
         "block_variances", "LinearManifold", "manifold_points",
     ),
+    "._ensembles._certified": (
+        "CertifiedDataset",
+    ),
+    "._ensembles._sharded": (
+        "ShardedDataset",
+    ),
+    "._ensembles._knn": (
+        "KNearestDataset",
+    ),
+    "._distributed": (
+        "distributed_init",
+    ),
+    "._blocked_vmap": (
+        "set_vmap_block_size", "vmap_block_size",
+    ),
+    "._approx_scores": (
+        "approximation_error", "ApproximationError", "gaussian_approximation",
+    ),
     "._geometry": (
         "effective_dimension", "JacobianSpectrum", "score_jacobian_spectrum", "spectral_gaps", "SpectralGaps",
     ),

@@ -179,6 +179,16 @@ from ._ensembles._linear_manifold import (
     LinearManifold as LinearManifold,
     manifold_points as manifold_points,
 )
+from ._ensembles._certified import CertifiedDataset as CertifiedDataset
+from ._ensembles._sharded import ShardedDataset as ShardedDataset
+from ._ensembles._knn import KNearestDataset as KNearestDataset
+from ._distributed import distributed_init as distributed_init
+from ._blocked_vmap import set_vmap_block_size as set_vmap_block_size, vmap_block_size as vmap_block_size
+from ._approx_scores import (
+    approximation_error as approximation_error,
+    ApproximationError as ApproximationError,
+    gaussian_approximation as gaussian_approximation,
+)
 from ._geometry import (
     effective_dimension as effective_dimension,
     JacobianSpectrum as JacobianSpectrum,

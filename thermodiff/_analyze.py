@@ -67,13 +67,14 @@ class _Data:
     classes: list  # original label values
     class_info: dict
     ens: object  # FiniteDataset
+    sampler_ens: object = None  # what the simulations sample with: ens, or its CertifiedDataset
 
 
 def analyze(X: np.ndarray, labels: np.ndarray | None, *, seed: int = 0, quick: bool = False, scale: str = "minus-one-one",
             progress: Progress | None = None, name: str = "data", model=None, model_train=None,
             model_info: dict | None = None, rate: float | None = None,
             subspace_split: bool | None = None, target_temperature: float | None = None,
-            train_probe=None) -> tuple[dict, dict]:
+            train_probe=None, certified: bool = False) -> tuple[dict, dict]:
     """Run the whole analysis; returns (results for results.json, {filename: png bytes}).
 
     **Arguments:**
@@ -91,6 +92,11 @@ def analyze(X: np.ndarray, labels: np.ndarray | None, *, seed: int = 0, quick: b
       speciation headline).
     - ``train_probe``: a ``TrainProbe`` (``_analyze_probe``) to run: two short trainings at small
       n predicting the memorization onset for this n, or None.
+    - ``certified``: simulate (cloning curve, trajectories) with the certified sublinear exact
+      denoiser (``td.CertifiedDataset``, tolerance 1e-6 of the data radius, theory section 14)
+      instead of the dense sum: the same numbers to that tolerance, faster once the posterior has
+      condensed, after a one-off index build (seconds at N = 10^5). The report records the index
+      and the fraction of states that fell back to the dense sum.
     """
     import jax
 
@@ -116,6 +122,7 @@ def analyze(X: np.ndarray, labels: np.ndarray | None, *, seed: int = 0, quick: b
     data, spec = _spectrum(X, ds, n, d)
     progress.stage("classes")
     data = _classes(data, labels, seed)
+    data.sampler_ens, index_info = (_certified_index(data.ens) if certified else (data.ens, None))
     progress.stage("speciation")
     speciation, plan = _speciation(data, spec, plan, progress)
     progress.stage("memorization prediction")
@@ -135,6 +142,8 @@ def analyze(X: np.ndarray, labels: np.ndarray | None, *, seed: int = 0, quick: b
     geometry["T_zero"] = _estimate("the mean effective dimension of the exact empirical score falls below 1/2 "
                                    "(geometric memorization, theory 12)", geometry["T_zero"], data.scale)
     res["geometry"] = geometry
+    res["exact_index"] = (dict(used=False) if index_info is None else
+                          dict(index_info, used=True, fallback=_fallback_fractions(data.sampler_ens, data.X, cloning["T"])))
     if model is not None:
         from ._analyze_model import model_measurements
 
@@ -149,6 +158,34 @@ def analyze(X: np.ndarray, labels: np.ndarray | None, *, seed: int = 0, quick: b
                                        model_info=info, probe=probe)
     progress.stage("figures")
     return res, figures(res)
+
+
+def _certified_index(ens):
+    """The certified sublinear denoiser over the same points, and what the report says about it."""
+    import time
+
+    import thermodiff as td
+
+    t0 = time.perf_counter()
+    cert = td.CertifiedDataset.from_dataset(ens)
+    ix = cert.index
+    return cert, dict(tol=float(cert.tol), n_groups=int(ix.n_groups), group_size=int(ix.group_size),
+                      build_s=time.perf_counter() - t0)
+
+
+def _fallback_fractions(cert, X, Ts, n_states: int = 64) -> dict:
+    """Fraction of noisy data states x = y + sqrt(T) z whose certificate failed (dense fallback),
+    at five temperatures of the cloning grid (hot to cold)."""
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(0)
+    Y = jnp.asarray(X[rng.choice(X.shape[0], min(n_states, X.shape[0]), replace=False)], jnp.float32)
+    Z = jnp.asarray(rng.standard_normal(Y.shape), jnp.float32)
+    run = jax.jit(jax.vmap(lambda c, x, T: c.certified_denoiser(x, T)[2], in_axes=(None, 0, None)))
+    Ts = [float(t) for t in np.asarray(Ts)[np.linspace(0, len(Ts) - 1, 5).round().astype(int)]]
+    return dict(T=Ts, fraction=[float(jnp.mean(run(cert, Y + np.float32(np.sqrt(T)) * Z, jnp.float32(T))))
+                                for T in Ts])
 
 
 def _rate() -> float:
@@ -180,7 +217,7 @@ def _spectrum(X, ds, n, d):
                 participation_ratio_dimension=total**2 / sq, explained_fraction=float(evals.sum() / total),
                 subspace=ps)
     ens = td.FiniteDataset(jnp.asarray(Xs, jnp.float32))
-    return _Data(Xs, ds, None, [], {}, ens), spec
+    return _Data(Xs, ds, None, [], {}, ens, ens), spec
 
 
 def full_spectrum(spec: dict, d: int) -> np.ndarray:
@@ -305,7 +342,7 @@ def _cloning(data: _Data, plan, T_hi, T_lo, key, progress, model):
     for i, T in enumerate(grid):
         kc = jax.random.fold_in(key, i)
         x_T = _noisy_states(data.ens, sched, jax.random.fold_in(kc, 1), plan.n_pairs, np.float32(T))
-        e = td.cloning_probability(data.ens, sched, float(T), key=kc, n_pairs=plan.n_pairs, steps=plan.clone_steps,
+        e = td.cloning_probability(data.sampler_ens, sched, float(T), key=kc, n_pairs=plan.n_pairs, steps=plan.clone_steps,
                                    grid=td.KarrasGrid(), T_end=T_lo / 10, labels=data.labels, x_T=x_T)
         out["phi_simulated"].append(float(e.value)), out["phi_simulated_stderr"].append(float(e.stderr))
         if not plan.quick:  # the posterior curve is supporting evidence; a smoke run saves its compilation
@@ -344,7 +381,7 @@ def _trajectories(data: _Data, plan, T_hi, T_lo, key, progress):
 
     parts, n_b = [], 4 if plan.n_traj >= 64 else 1
     for b in range(n_b):
-        parts.append(td.measure_collapse(data.ens, td.VP(), jax.random.fold_in(key, b), n_trajectories=plan.n_traj // n_b,
+        parts.append(td.measure_collapse(data.sampler_ens, td.VP(), jax.random.fold_in(key, b), n_trajectories=plan.n_traj // n_b,
                                          T_high=T_hi, T_low=T_lo, n_save=plan.n_save, steps=plan.traj_steps,
                                          labels=data.labels))
         progress.update(b + 1, n_b)
