@@ -112,7 +112,10 @@ def _never_lies(n_states):
             err = np.linalg.norm(np.asarray(m - ref(X[s : s + 10_000], T[s : s + 10_000])), axis=1)
             bound = np.asarray(bound)
             ok = bound <= TOL * float(ds.index.radius)
-            lies += int(np.sum(ok & (err > bound * (1 + 1e-9) + 1e-13)))
+            # the bound covers truncation (pruned groups, expansion remainders); the kept sums and
+            # the dense reference each round at ~1e-14 R in float64 (measured: 9 of 10^5 states
+            # with bound 0 differ from the reference by 1.2e-14 to 2.0e-14 R), hence the 1e-13 R slack
+            lies += int(np.sum(ok & (err > bound * (1 + 1e-9) + 1e-13 * float(ds.index.radius))))
             passed += int(np.sum(ok))
         return lies, passed / n_states
 
@@ -327,7 +330,10 @@ def test_expansion_certificate_never_lies():
             err = np.linalg.norm(np.asarray(m - ref(X, T)), axis=1)
             bound = np.asarray(bound)
             ok = bound <= TOL * R
-            lies += int(np.sum(ok & (err > bound * (1 + 1e-9) + 1e-13)))
+            # the bound covers truncation (pruned groups, expansion remainders); the kept sums and
+            # the dense reference each round at ~1e-14 R in float64 (measured: 9 of 10^5 states
+            # with bound 0 differ from the reference by 1.2e-14 to 2.0e-14 R), hence the 1e-13 R slack
+            lies += int(np.sum(ok & (err > bound * (1 + 1e-9) + 1e-13 * float(ds.index.radius))))
             passed += int(np.sum(ok))
         print(f"lies {lies}, certified fraction {passed / 10_000:.2f}")
         assert lies == 0 and 0.3 < passed / 10_000 < 1.0

@@ -111,6 +111,11 @@ class CertifiedDataset(FiniteDataset):
       moments cost more than the points). Used only when the batch shares one temperature.
     - ``key``: PRNG key for the index construction (default: seed 0; deterministic either way).
 
+    Rounding: the bound covers the truncation (pruned groups, expansion remainders), not the
+    rounding of the sums that are kept, which is that of the dense path (about 1e-14 R in
+    float64, 1e-6 R in float32, where tol = 1e-6 is therefore at the rounding level): a ``tol``
+    below ~1e-12 (float64) certifies nothing more than the dense sum would.
+
     Memory: the index holds a second, reordered copy of the points (G S d >= N d numbers); a
     batch of B states needs O(B (G + K S d)) temporaries, independent of N beyond the points.
 
