@@ -97,9 +97,10 @@ def test_trained_pairs_agree_only_when_they_generalize():
 
 @pytest.mark.study
 def test_agreement_rises_with_n():
-    """Five sizes, wider nets, 4000 steps (a study: ~8 minutes on two cores, run with -m study, not in CI): the similarity rises from memorisation to
-    generalisation. Pilot: n = 16, 64, 256, 1024, 4096: similarity 0.189, 0.424, 0.659, 0.938, 0.997
-    (stderr 0.015 to 0.0005); f_mem 1.00, 0.90, 0.12, 0, 0. Thresholds 0.35 and 0.95, and monotone."""
+    """Five sizes, wider nets, 4000 steps (a study: ~8 minutes on two cores; -m study, not in CI):
+    the similarity rises from memorisation to generalisation. Pilot: n = 16, 64, 256, 1024, 4096:
+    similarity 0.189, 0.424, 0.659, 0.938, 0.997 (stderr 0.015 to 0.0005);
+    f_mem 1.00, 0.90, 0.12, 0, 0. Thresholds 0.35 and 0.95, and monotone."""
     Y = np.asarray(_mixture().sample(jax.random.key(1), 8192))
     make = lambda k: td.Preconditioned.for_data(td.ResidualMLP(D, 128, 3, key=k), Y)
     st = agreement_study(make, Y, [16, 64, 256, 1024, 4096], key=jax.random.key(5), steps=4000, n_samples=256,
